@@ -1,0 +1,5 @@
+import sys
+
+from mediator.cli import main
+
+sys.exit(main())

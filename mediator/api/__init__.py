@@ -1,0 +1,1 @@
+"""Operator API: the transaction log, reruns, health and metrics."""

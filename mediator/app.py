@@ -1,0 +1,173 @@
+"""A mediator node: wires configuration, store, doors, listeners, worker and destinations together.
+
+This is the only module that knows every part; each part only knows the interfaces it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from mediator.accept.channels import ChannelRouter
+from mediator.accept.documents import DocumentDoor
+from mediator.accept.hl7v2 import Hl7v2Door
+from mediator.api.health import GaugeCollector, add_health_routes
+from mediator.api.transactions import add_transaction_routes
+from mediator.config import AppConfig, ChannelConfig, ConfigError, load_channels
+from mediator.inbound.auth import auth_middleware
+from mediator.inbound.http import add_inbound_routes
+from mediator.inbound.mllp import MllpServer
+from mediator.mapping import Mapping, MappingContext, load_mappings
+from mediator.pipeline.dispatcher import Dispatcher
+from mediator.pipeline.steps import Pipeline
+from mediator.routes.destination import Destination
+from mediator.store.base import QueuedMessage
+from mediator.store.sqlite import SQLiteStore
+from mediator.yamlfile import YamlFileError
+
+log = structlog.get_logger(__name__)
+
+
+def load_definitions(cfg: AppConfig) -> tuple[list[ChannelConfig], dict[str, Mapping]]:
+    """Channels and mappings, cross-checked; raises ConfigError listing every located problem."""
+    errors: list[YamlFileError] = []
+    channels: list[ChannelConfig] = []
+    mappings: dict[str, Mapping] = {}
+    try:
+        channels = load_channels(cfg)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    try:
+        mappings = load_mappings(cfg.resolve(cfg.mappings_dir))
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    for ch in channels:
+        if ch.mapping and ch.mapping not in mappings and not errors:
+            errors.append(YamlFileError(ch.file, None, f"mapping {ch.mapping!r} not found in {cfg.mappings_dir}/"))
+        if ch.source.protocol == "hl7v2" and not ch.mapping:
+            errors.append(YamlFileError(ch.file, None, "an hl7v2 channel needs a mapping"))
+    if errors:
+        raise ConfigError(errors)
+    return channels, mappings
+
+
+class Node:
+    """One running mediator: HTTP + MLLP listeners, a store, a worker pool."""
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.cfg = cfg
+        self.ready = False
+        self.http_port = cfg.http.port
+        self.mllp_port = cfg.mllp.port
+        self.registry = CollectorRegistry()
+        self._runner: web.AppRunner | None = None
+        self.mllp: MllpServer | None = None
+        self.store: SQLiteStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.destinations: dict[str, Destination] = {}
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        channels, mappings = load_definitions(cfg)
+        cfg.data_path.mkdir(parents=True, exist_ok=True)
+        router = ChannelRouter(channels)
+        self.store = store = SQLiteStore(cfg.store_path, commit_interval_ms=cfg.store.commit_interval_ms,
+                                         max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)
+        await store.open()
+
+        pipeline = Pipeline(store=store, router=router, mappings=mappings, destinations=self.destinations,
+                            context=MappingContext(identifiers=cfg.identifiers))
+        self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
+
+        def is_ready() -> bool:
+            return self.ready
+
+        hl7_door = Hl7v2Door(store, router, dispatcher.submit, ready=is_ready)
+        doc_door = DocumentDoor(store, router, dispatcher.submit, max_bytes=cfg.http.max_body_bytes)
+
+        app = web.Application(middlewares=[auth_middleware(cfg.auth)], client_max_size=cfg.http.max_body_bytes)
+        add_health_routes(app, is_ready, self.registry)
+        add_inbound_routes(app, hl7_door, doc_door, cfg.http.max_body_bytes)
+        add_transaction_routes(app, store, lambda q: dispatcher.submit(q, None))
+        if cfg.sandbox.shr:
+            from mediator.sandbox.shr import create_shr_app
+            app.add_subapp("/shr/fhir", create_shr_app(cfg.data_path / "shr.db"))
+        if cfg.sandbox.cnss:
+            from mediator.sandbox.cnss import create_cnss_sandbox_app
+            app.add_subapp("/sandbox/cnss", create_cnss_sandbox_app(cfg.data_path / "cnss.db"))
+
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port, backlog=1024, reuse_address=True)
+        await site.start()
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.http_port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        cfg.http.port = self.http_port
+
+        for name, dcfg in cfg.destinations.items():
+            dest = Destination(name, dcfg, cfg.self_base_url)
+            await dest.open()
+            self.destinations[name] = dest
+
+        if cfg.mllp.enabled:
+            self.mllp = MllpServer(hl7_door, cfg.mllp)
+            self.mllp_port = await self.mllp.start(cfg.mllp.host, cfg.mllp.port)
+
+        self.registry.register(GaugeCollector({
+            "mediator_worker_backlog": ("messages queued or in processing", lambda: dispatcher.backlog),
+            "mediator_worker_processed": ("messages processed since start", lambda: dispatcher.processed),
+            "mediator_mllp_connections": ("open MLLP connections",
+                                          lambda: len(self.mllp.connections) if self.mllp else 0),
+            "mediator_mllp_frames": ("MLLP frames received since start", lambda: self.mllp.frames if self.mllp else 0),
+            "mediator_store_commits": ("group commits since start", lambda: store.commits),
+            "mediator_store_committed_ops": ("operations committed since start", lambda: store.committed_ops),
+        }))
+
+        pending = await store.pending()
+        for item in pending:
+            dispatcher.submit(item, None)
+        dispatcher.start()
+        self.ready = True
+        demo = [c.username for c in cfg.auth.clients if c.demo]
+        if demo:
+            log.warning("auth.demo_credentials", clients=len(demo),
+                        hint="replace the demo clients in config.yaml before production use")
+        log.info("node.started", http_port=self.http_port, mllp_port=self.mllp_port, channels=len(channels),
+                 mappings=len(mappings), recovered=len(pending))
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        self.ready = False
+        if self.mllp:
+            await self.mllp.close()
+        if self.dispatcher:
+            await self.dispatcher.drain(drain_timeout)
+            await self.dispatcher.stop()
+        if self._runner:
+            await self._runner.cleanup()
+        for dest in self.destinations.values():
+            await dest.close()
+        if self.store:
+            await self.store.close()
+        log.info("node.stopped")
+
+    def resubmit(self, item: QueuedMessage) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.submit(item, None)
+
+
+async def run_forever(cfg: AppConfig) -> None:
+    """Start a node and run until SIGTERM/SIGINT, then stop gracefully."""
+    import signal
+
+    node = Node(cfg)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()

@@ -1,0 +1,143 @@
+"""``mediator`` command line: serve, check, and the operator's transaction commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from mediator.config import AppConfig, ConfigError, load_config
+
+
+def _load(args: argparse.Namespace) -> AppConfig:
+    cfg = load_config(args.config)
+    if getattr(args, "http_port", None) is not None:
+        cfg.http.port = args.http_port
+    if getattr(args, "mllp_port", None) is not None:
+        cfg.mllp.port = args.mllp_port
+    if getattr(args, "data_dir", None):
+        cfg.data_dir = args.data_dir
+    return cfg
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mediator import logs
+    from mediator.app import run_forever
+
+    cfg = _load(args)
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    try:
+        asyncio.run(run_forever(cfg))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mediator.app import load_definitions
+
+    try:
+        cfg = _load(args)
+        channels, mappings = load_definitions(cfg)
+    except ConfigError as exc:
+        for err in exc.errors:
+            print(f"error: {err}", file=sys.stderr)
+        print(f"{len(exc.errors)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"ok: {args.config}, {len(channels)} channel(s), {len(mappings)} mapping(s)")
+    return 0
+
+
+# -- operator commands: they talk to a running node over its HTTP API -------------------------------
+def _request(args: argparse.Namespace, method: str, path: str) -> Any:
+    url = args.url.rstrip("/") + path
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if args.user:
+        token = base64.b64encode(f"{args.user}:{args.password or ''}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        raise SystemExit(f"error: HTTP {exc.code} from {url}: {detail}") from None
+    except urllib.error.URLError as exc:
+        raise SystemExit(f"error: cannot reach {url}: {exc.reason}") from None
+
+
+def cmd_tx_list(args: argparse.Namespace) -> int:
+    query = {k: v for k in ("status", "channel", "since", "until", "control_id", "patient", "message_type",
+                            "limit", "before") if (v := getattr(args, k, None)) is not None}
+    data = _request(args, "GET", "/api/transactions?" + urllib.parse.urlencode(query))
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'id':26}  {'received':24}  {'status':21}  {'channel':14}  {'type':14}  control id / error")
+    for t in data["transactions"]:
+        tail = t["control_id"] + (f"  {t['error'][:60]}" if t["error"] else "")
+        print(f"{t['id']:26}  {t['received_at']:24}  {t['status']:21}  {t['channel'][:14]:14}  "
+              f"{t['message_type'][:14]:14}  {tail}")
+    if data.get("next"):
+        print(f"more: --before {data['transactions'][-1]['id']}")
+    return 0
+
+
+def cmd_tx_show(args: argparse.Namespace) -> int:
+    print(json.dumps(_request(args, "GET", f"/api/transactions/{args.id}"), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_tx_rerun(args: argparse.Namespace) -> int:
+    data = _request(args, "POST", f"/api/transactions/{args.id}/rerun")
+    print(f"rerun of {data['rerun_of']} queued as {data['id']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mediator", description="Health interoperability layer (HL7 v2, CDA, FHIR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the mediator")
+    serve.add_argument("--config", default="config.yaml")
+    serve.add_argument("--http-port", type=int)
+    serve.add_argument("--mllp-port", type=int)
+    serve.add_argument("--data-dir")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="validate config.yaml, channels and mappings (file:line: problem)")
+    check.add_argument("--config", default="config.yaml")
+    check.set_defaults(func=cmd_check)
+
+    tx = sub.add_parser("tx", help="transaction log: list, show, rerun").add_subparsers(dest="tx", required=True)
+    for name, func in (("list", cmd_tx_list), ("show", cmd_tx_show), ("rerun", cmd_tx_rerun)):
+        sp = tx.add_parser(name)
+        sp.add_argument("--url", default="http://127.0.0.1:8080", help="the node's HTTP base URL")
+        sp.add_argument("--user")
+        sp.add_argument("--password")
+        sp.set_defaults(func=func)
+        if name == "list":
+            for f in ("status", "channel", "since", "until", "control-id", "patient", "message-type", "before"):
+                sp.add_argument(f"--{f}", dest=f.replace("-", "_"))
+            sp.add_argument("--limit", type=int)
+            sp.add_argument("--json", action="store_true")
+        else:
+            sp.add_argument("id")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

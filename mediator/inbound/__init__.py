@@ -1,0 +1,1 @@
+"""Inbound adapters: bytes in from the network (MLLP, HTTP), answers out. No business logic here."""

@@ -1,0 +1,219 @@
+"""Processing one accepted message: the steps, in order, as plain functions.
+
+    parse → resolve → map → validate → route → record
+
+Each step takes the :class:`Work` of one transaction and fills in its part; a step that cannot go
+on raises :class:`StepFailed` with a reason an operator can act on (no patient data in it). The
+transaction log gets the final status: Successful, Completed with errors, or Failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from mediator.accept.channels import ChannelRouter
+from mediator.cda.document import cda_summary, document_reference_bundle
+from mediator.cda.safe_xml import parse_xml
+from mediator.config import ChannelConfig
+from mediator.fhir.inbound import parse_fhir_json
+from mediator.fhir.validate import validate_bundle
+from mediator.hl7v2 import HL7Error, parse
+from mediator.mapping import Mapping, MappingContext, MappingError
+from mediator.routes.delivery import RouteOutcome, deliver
+from mediator.routes.destination import Destination
+from mediator.store.base import QueuedMessage, Status, Store
+
+log = structlog.get_logger(__name__)
+
+
+class StepFailed(Exception):
+    """A step could not complete; ``reason`` is stored on the transaction."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"{step}: {reason}")
+
+
+@dataclass
+class Work:
+    """Everything known about one transaction while it is processed."""
+
+    item: QueuedMessage
+    channel: ChannelConfig
+    message: Any = None  # Message (HL7 v2), dict (FHIR JSON), lxml element (CDA)
+    bundle: dict[str, Any] | None = None
+    unmapped: list[str] = field(default_factory=list)
+    outcomes: list[RouteOutcome] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class IdentityResolver(Protocol):
+    """Resolves the patient, professional and facility of a mapped Bundle against registries.
+
+    The client registry (MPI) and provider/facility registry plug in here: they add the enterprise
+    identifier, point references at golden records, or hold the message for review.
+    """
+
+    async def resolve(self, work: Work) -> None: ...
+
+
+class SourceIdentities:
+    """No registry configured: the Bundle keeps the identifiers the source sent."""
+
+    async def resolve(self, work: Work) -> None:
+        return None
+
+
+@dataclass
+class Pipeline:
+    store: Store
+    router: ChannelRouter
+    mappings: dict[str, Mapping]
+    destinations: dict[str, Destination]
+    context: MappingContext
+    resolver: IdentityResolver = field(default_factory=SourceIdentities)
+    identifier_system_for_root: Callable[[str], str] = lambda root: f"urn:oid:{root}"
+
+    async def process(self, item: QueuedMessage, parsed: Any = None) -> None:
+        """Run every step for one accepted message and record the outcome."""
+        channel = self.router.by_name.get(item.channel)
+        if channel is None:
+            await self.store.mark(item.id, Status.FAILED, error=f"channel {item.channel!r} no longer exists")
+            return
+        await self.store.mark(item.id, Status.PROCESSING)
+        work = Work(item=item, channel=channel, message=parsed)
+        try:
+            for name, step in self.steps():
+                started = time.perf_counter()
+                await step(work)
+                work.timings_ms[name] = round((time.perf_counter() - started) * 1000, 3)
+        except StepFailed as exc:
+            log.info("pipeline.failed", tx_id=item.id, step=exc.step)
+            await self.store.mark(item.id, Status.FAILED, error=str(exc), result=_result(work))
+            return
+        except Exception as exc:  # a bug must fail one transaction, never the worker
+            log.exception("pipeline.internal_error", tx_id=item.id, error=type(exc).__name__)
+            await self.store.mark(item.id, Status.FAILED, error=f"internal error: {type(exc).__name__}",
+                                  result=_result(work))
+            return
+        await self.record(work)
+
+    def steps(self) -> list[tuple[str, Callable[[Work], Awaitable[None]]]]:
+        return [("parse", self.parse), ("resolve", self.resolve), ("map", self.map),
+                ("validate", self.validate), ("route", self.route)]
+
+    # -- the steps --------------------------------------------------------------------------------
+    async def parse(self, work: Work) -> None:
+        if work.message is not None:
+            return
+        body, protocol = work.item.body, work.item.protocol
+        try:
+            if protocol == "hl7v2":
+                work.message = parse(body)
+            elif protocol in ("fhir", "cnss-fse"):
+                work.message = parse_fhir_json(body)
+            elif protocol == "cda":
+                work.message = parse_xml(body)
+            else:
+                raise StepFailed("parse", f"unknown protocol {protocol!r}")
+        except HL7Error as exc:
+            raise StepFailed("parse", f"{exc.location} {exc.code}: {exc.text}") from None
+        except StepFailed:
+            raise
+        except Exception as exc:
+            raise StepFailed("parse", f"{type(exc).__name__}: {exc}") from None
+
+    async def resolve(self, work: Work) -> None:
+        await self.resolver.resolve(work)
+
+    async def map(self, work: Work) -> None:
+        protocol = work.item.protocol
+        if protocol == "hl7v2":
+            mapping = self.mappings.get(work.channel.mapping or "")
+            if mapping is None:
+                raise StepFailed("map", f"channel {work.channel.name!r} has no mapping")
+            try:
+                result = mapping.apply(work.message, self.context)
+            except MappingError as exc:
+                raise StepFailed("map", str(exc)) from None
+            except HL7Error as exc:
+                raise StepFailed("map", f"{exc.location} {exc.code}: {exc.text}") from None
+            work.bundle, work.unmapped = result.bundle, list(result.unmapped)
+        elif protocol in ("fhir", "cnss-fse"):
+            work.bundle = as_transaction(work.message)
+        elif protocol == "cda":
+            try:
+                summary = cda_summary(work.message)
+            except Exception as exc:
+                raise StepFailed("map", f"not a usable CDA document: {exc}") from None
+            work.bundle = document_reference_bundle(
+                work.item.body, summary, identifier_system_for_root=self.identifier_system_for_root,
+                source_id=work.item.id)
+
+    async def validate(self, work: Work) -> None:
+        assert work.bundle is not None
+        problems = validate_bundle(work.bundle)
+        if problems:
+            shown = "; ".join(problems[:10]) + (f" (+{len(problems) - 10} more)" if len(problems) > 10 else "")
+            raise StepFailed("validate", f"the mapped Bundle is not valid FHIR R4: {shown}")
+
+    async def route(self, work: Work) -> None:
+        assert work.bundle is not None
+        for r in work.channel.routes:
+            dest = self.destinations[r.destination]
+            work.outcomes.append(await deliver(dest, dest.requests_for(work.bundle), work.item.id, self.store))
+
+    async def record(self, work: Work) -> None:
+        tried = [o for o in work.outcomes if not o.skipped]
+        failed = [o for o in tried if not o.delivered]
+        attempts = sum(o.attempts for o in work.outcomes)
+        if not failed:
+            status, error = Status.SUCCESSFUL, ""
+        else:
+            error = "; ".join(f"route {o.route}: {o.error}" for o in failed)
+            status = Status.COMPLETED_WITH_ERRORS if len(failed) < len(tried) else Status.FAILED
+        await self.store.mark(work.item.id, status, error=error, result=_result(work), attempts=attempts)
+
+
+def _result(work: Work) -> dict[str, Any]:
+    resources = []
+    if work.bundle:
+        for e in work.bundle.get("entry", []):
+            res = e.get("resource") or {}
+            rid = res.get("id")
+            resources.append(f"{res.get('resourceType')}/{rid}" if rid else str(res.get("resourceType")))
+    return {
+        "resources": resources,
+        "unmapped": work.unmapped,
+        "routes": [{"route": o.route, "delivered": o.delivered, "skipped": o.skipped, "attempts": o.attempts,
+                    "error": o.error} for o in work.outcomes],
+        "timings_ms": work.timings_ms,
+    }
+
+
+def as_transaction(resource: dict[str, Any]) -> dict[str, Any]:
+    """FHIR inbound: a transaction/batch Bundle passes as is; anything else becomes a transaction."""
+    if resource.get("resourceType") == "Bundle":
+        btype = resource.get("type")
+        if btype in ("transaction", "batch"):
+            return resource
+        entries = [_entry(e["resource"], e.get("fullUrl")) for e in resource.get("entry", [])
+                   if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+                   and e["resource"].get("resourceType") != "MessageHeader"]
+        return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [_entry(resource, None)]}
+
+
+def _entry(resource: dict[str, Any], full_url: str | None) -> dict[str, Any]:
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    entry: dict[str, Any] = {"resource": resource}
+    if full_url:
+        entry["fullUrl"] = full_url
+    entry["request"] = {"method": "PUT", "url": f"{rtype}/{rid}"} if rid else {"method": "POST", "url": rtype}
+    return entry

@@ -1,0 +1,1 @@
+"""Routes: delivering a mapped result to a destination (the shared record, CNSS, ...)."""

@@ -1,0 +1,377 @@
+"""SQLite implementation of the storage port (embedded default, one node).
+
+One writer thread owns the write connection and applies operations in *group commits*: every
+operation queued while the previous commit ran shares the next transaction and its single fsync.
+Readers use their own connection (WAL lets them run beside the writer) in the default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from mediator.store.base import (
+    AcceptResult,
+    InboundRecord,
+    QueuedMessage,
+    RouteAttempt,
+    Status,
+    TransactionFilter,
+    new_id,
+)
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    channel TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    transport TEXT NOT NULL,
+    client TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message_type TEXT NOT NULL DEFAULT '',
+    control_id TEXT NOT NULL DEFAULT '',
+    sender TEXT NOT NULL DEFAULT '',
+    ordering_key TEXT NOT NULL DEFAULT '',
+    content_type TEXT NOT NULL DEFAULT '',
+    body BLOB NOT NULL,
+    ack TEXT NOT NULL DEFAULT '',
+    ack_code TEXT NOT NULL DEFAULT '',
+    error TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    rerun_of TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS tx_status ON transactions(status, seq);
+CREATE INDEX IF NOT EXISTS tx_channel ON transactions(channel, seq);
+CREATE INDEX IF NOT EXISTS tx_control ON transactions(control_id);
+CREATE INDEX IF NOT EXISTS tx_received ON transactions(received_at);
+CREATE TABLE IF NOT EXISTS tx_identifiers (
+    value TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (value, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedupe (
+    sender TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    tx_id TEXT NOT NULL,
+    PRIMARY KEY (sender, control_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS route_attempts (
+    tx_id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL,
+    request_url TEXT NOT NULL,
+    request_body TEXT NOT NULL,
+    response_status INTEGER,
+    response_body TEXT NOT NULL,
+    error TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_tx ON route_attempts(tx_id);
+CREATE TABLE IF NOT EXISTS audit (
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    tx_id TEXT NOT NULL
+);
+"""
+
+_PENDING = (Status.QUEUED.value, Status.PROCESSING.value)
+_STOP = object()
+
+Op = Callable[[sqlite3.Connection], Any]
+
+
+class SQLiteStore:
+    """Queue, transaction log and dedupe in one SQLite file (WAL)."""
+
+    def __init__(self, path: str | Path, *, commit_interval_ms: float = 2.0, max_batch: int = 512,
+                 synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.commit_interval = commit_interval_ms / 1000.0
+        self.max_batch = max_batch
+        self.synchronous = synchronous
+        self._ops: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._read_local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_lock = threading.Lock()
+        self.commits = 0  # number of group commits (for metrics)
+        self.committed_ops = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._loop = asyncio.get_running_loop()
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        # A message a dead process was working on goes back to the queue.
+        conn.execute("UPDATE transactions SET status=? WHERE status=?", (Status.QUEUED, Status.PROCESSING))
+        self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="sqlite-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._ops.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+            self._writer = None
+        with self._read_lock:
+            for c in self._read_conns:
+                c.close()
+            self._read_conns.clear()
+
+    # -- the writer thread ------------------------------------------------------------------------
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            first = self._ops.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            deadline = time.monotonic() + self.commit_interval
+            while len(batch) < self.max_batch:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = self._ops.get(timeout=timeout) if timeout > 0 else self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, fut in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn)
+                    conn.execute("RELEASE op")
+                    results.append((fut, True, value))
+                except Exception as exc:  # one bad operation must not sink the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, False, exc))
+            try:
+                conn.execute("COMMIT")
+            except Exception as exc:
+                log.error("store.commit_failed", error=type(exc).__name__)
+                results = [(fut, False, exc) for fut, _, _ in results]
+            self.commits += 1
+            self.committed_ops += len(batch)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_resolve_all, results)
+        conn.close()
+
+    def _submit(self, fn: Op) -> asyncio.Future[Any]:
+        assert self._loop is not None, "store not opened"
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._ops.put((fn, fut))
+        return fut
+
+    async def _read(self, fn: Op) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self._read_sync, fn)
+
+    def _read_sync(self, fn: Op) -> Any:
+        conn = getattr(self._read_local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.row_factory = sqlite3.Row
+            self._read_local.conn = conn
+            with self._read_lock:
+                self._read_conns.append(conn)
+        return fn(conn)
+
+    # -- port methods -----------------------------------------------------------------------------
+    async def accept(self, record: InboundRecord) -> AcceptResult:
+        return await self._submit(lambda conn: _accept(conn, record))
+
+    async def reject(self, record: InboundRecord) -> str:
+        record.status = Status.REJECTED
+        await self._submit(lambda conn: _insert(conn, record))
+        return record.id
+
+    async def pending(self) -> list[QueuedMessage]:
+        def q(conn: sqlite3.Connection) -> list[QueuedMessage]:
+            rows = conn.execute(
+                "SELECT id, channel, protocol, content_type, body, ordering_key, received_at, attempts "
+                "FROM transactions WHERE status IN (?, ?) ORDER BY seq", _PENDING).fetchall()
+            return [QueuedMessage(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7]) for r in rows]
+        return await self._read(q)
+
+    async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
+                   attempts: int | None = None) -> None:
+        result_text = orjson.dumps(result).decode() if result is not None else None
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE transactions SET status=?, updated_at=?, error=?, "
+                "result=COALESCE(?, result), attempts=COALESCE(?, attempts) WHERE id=?",
+                (status.value, time.time(), error, result_text, attempts, tx_id))
+        await self._submit(op)
+
+    async def record_attempt(self, a: RouteAttempt) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO route_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (a.tx_id, a.route, a.attempt, a.started_at, a.duration_ms, a.request_url, a.request_body,
+                 a.response_status, a.response_body, a.error, a.outcome))
+        await self._submit(op)
+
+    async def list_transactions(self, flt: TransactionFilter) -> list[dict[str, Any]]:
+        where, args = [], []
+        if flt.status:
+            where.append("t.status = ?")
+            args.append(flt.status)
+        if flt.channel:
+            where.append("t.channel = ?")
+            args.append(flt.channel)
+        if flt.since is not None:
+            where.append("t.received_at >= ?")
+            args.append(flt.since)
+        if flt.until is not None:
+            where.append("t.received_at < ?")
+            args.append(flt.until)
+        if flt.control_id:
+            where.append("t.control_id = ?")
+            args.append(flt.control_id)
+        if flt.message_type:
+            where.append("t.message_type = ?")
+            args.append(flt.message_type)
+        if flt.patient:
+            where.append("t.seq IN (SELECT seq FROM tx_identifiers WHERE value = ?)")
+            args.append(flt.patient)
+        if flt.before:
+            where.append("t.seq < (SELECT seq FROM transactions WHERE id = ?)")
+            args.append(flt.before)
+        sql = (f"SELECT {_SUMMARY_COLUMNS} FROM transactions t"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY t.seq DESC LIMIT ?")
+        args.append(max(1, min(flt.limit, 1000)))
+
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(r) for r in conn.execute(sql, args).fetchall()]
+        return await self._read(q)
+
+    async def get_transaction(self, tx_id: str) -> dict[str, Any] | None:
+        def q(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(f"SELECT {_SUMMARY_COLUMNS}, t.body, t.ack, t.result FROM transactions t "
+                               "WHERE t.id = ?", (tx_id,)).fetchone()
+            if row is None:
+                return None
+            tx = dict(row)
+            tx["attempts_log"] = [dict(r) for r in conn.execute(
+                "SELECT route, attempt, started_at, duration_ms, request_url, request_body, response_status, "
+                "response_body, error, outcome FROM route_attempts WHERE tx_id = ? ORDER BY rowid",
+                (tx_id,)).fetchall()]
+            return tx
+        return await self._read(q)
+
+    async def rerun(self, tx_id: str) -> QueuedMessage | None:
+        def op(conn: sqlite3.Connection) -> QueuedMessage | None:
+            row = conn.execute(
+                "SELECT channel, protocol, transport, content_type, body, message_type, control_id, sender, "
+                "ordering_key FROM transactions WHERE id = ?", (tx_id,)).fetchone()
+            if row is None:
+                return None
+            rec = InboundRecord(
+                id=new_id(), channel=row[0], protocol=row[1], transport=row[2], client="rerun",
+                content_type=row[3], body=bytes(row[4]), received_at=time.time(), message_type=row[5],
+                control_id=row[6], sender=row[7], ordering_key=row[8], rerun_of=tx_id)
+            seq = _insert(conn, rec)
+            conn.execute("INSERT OR IGNORE INTO tx_identifiers SELECT value, ? FROM tx_identifiers WHERE seq = "
+                         "(SELECT seq FROM transactions WHERE id = ?)", (seq, tx_id))
+            return QueuedMessage(rec.id, rec.channel, rec.protocol, rec.content_type, rec.body,
+                                 rec.ordering_key, rec.received_at, 0)
+        return await self._submit(op)
+
+    async def audit(self, actor: str, action: str, tx_id: str) -> None:
+        await self._submit(lambda conn: conn.execute("INSERT INTO audit VALUES (?,?,?,?)",
+                                                     (time.time(), actor, action, tx_id)))
+
+    async def audit_log(self, tx_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            if tx_id:
+                rows = conn.execute("SELECT * FROM audit WHERE tx_id=? ORDER BY rowid DESC LIMIT ?", (tx_id, limit))
+            else:
+                rows = conn.execute("SELECT * FROM audit ORDER BY rowid DESC LIMIT ?", (limit,))
+            return [dict(r) for r in rows.fetchall()]
+        return await self._read(q)
+
+    async def counts(self) -> dict[str, int]:
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            return {r[0]: r[1] for r in conn.execute("SELECT status, count(*) FROM transactions GROUP BY status")}
+        return await self._read(q)
+
+
+_SUMMARY_COLUMNS = (
+    "t.id, t.received_at, t.updated_at, t.channel, t.protocol, t.transport, t.client, t.status, "
+    "t.message_type, t.control_id, t.sender, t.content_type, t.ack_code, t.error, t.attempts, t.duplicates, "
+    "t.rerun_of"
+)
+
+
+def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in results:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+def _insert(conn: sqlite3.Connection, r: InboundRecord) -> int:
+    now = time.time()
+    cur = conn.execute(
+        "INSERT INTO transactions (id, received_at, updated_at, channel, protocol, transport, client, status, "
+        "message_type, control_id, sender, ordering_key, content_type, body, ack, ack_code, error, rerun_of) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (r.id, r.received_at, now, r.channel, r.protocol, r.transport, r.client, r.status.value, r.message_type,
+         r.control_id, r.sender, r.ordering_key, r.content_type, r.body, r.ack, r.ack_code, r.error, r.rerun_of))
+    seq = cur.lastrowid
+    if r.identifiers:
+        conn.executemany("INSERT OR IGNORE INTO tx_identifiers VALUES (?, ?)",
+                         [(v, seq) for v in r.identifiers])
+    return int(seq or 0)
+
+
+def _accept(conn: sqlite3.Connection, r: InboundRecord) -> AcceptResult:
+    if r.control_id:
+        cur = conn.execute("INSERT OR IGNORE INTO dedupe VALUES (?, ?, ?)", (r.sender, r.control_id, r.id))
+        if cur.rowcount == 0:
+            row = conn.execute(
+                "SELECT t.id, t.ack FROM dedupe d JOIN transactions t ON t.id = d.tx_id "
+                "WHERE d.sender = ? AND d.control_id = ?", (r.sender, r.control_id)).fetchone()
+            if row is not None:
+                conn.execute("UPDATE transactions SET duplicates = duplicates + 1 WHERE id = ?", (row[0],))
+                return AcceptResult(row[0], True, row[1])
+            conn.execute("UPDATE dedupe SET tx_id = ? WHERE sender = ? AND control_id = ?",
+                         (r.id, r.sender, r.control_id))
+    _insert(conn, r)
+    return AcceptResult(r.id, False, r.ack)
