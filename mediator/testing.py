@@ -43,7 +43,7 @@ def adt_message(i: int, event: str = "A01", *, facility: str = "CHU-IBN-SINA", c
     return "\r".join(segs) + "\r"
 
 
-def test_config(data_dir: Path, **overrides: object) -> AppConfig:
+def node_config(data_dir: Path, **overrides: object) -> AppConfig:
     """The shipped config.yaml with ephemeral ports and ``data_dir``; ephemeral ports."""
     cfg = load_config(REPO / "config.yaml")
     cfg.data_dir = str(data_dir)

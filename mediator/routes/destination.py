@@ -47,7 +47,7 @@ class Destination:
     def __init__(self, name: str, cfg: DestinationConfig, self_base_url: str) -> None:
         self.name = name
         self.cfg = cfg
-        self.base_url = cfg.url.replace("{self}", self_base_url).rstrip("/")
+        self.base_url = cfg.url.replace("{self}", self_base_url)  # used exactly as configured
         self.timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
         self.session: aiohttp.ClientSession | None = None
 

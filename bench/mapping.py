@@ -1,0 +1,59 @@
+"""Mapping speed: µs per message for parse + apply, and for validate_bundle, on the ADT fixtures.
+
+Run: ``python bench/mapping.py [seconds-per-case]``. Prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mediator.fhir.validate import validate_bundle  # noqa: E402
+from mediator.hl7v2 import parse  # noqa: E402
+from mediator.mapping import MappingContext, load_mapping  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "hl7v2").glob("ma_adt_*.hl7"))
+
+
+def per_call(fn, seconds: float) -> float:
+    """Mean µs per call of ``fn`` over about ``seconds``."""
+    n, start = 0, time.perf_counter()
+    while True:
+        for _ in range(50):
+            fn()
+        n += 50
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return elapsed / n * 1e6
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    t0 = time.perf_counter()
+    mapping = load_mapping(ROOT / "mappings" / "adt_to_fhir.yaml")
+    print(f"load+compile adt_to_fhir.yaml: {(time.perf_counter() - t0) * 1e3:.1f} ms")
+    ctx = MappingContext()
+    print(f"{'fixture':28} {'parse':>8} {'apply':>8} {'p+a':>8} {'validate':>9}  (µs/msg)")
+    totals = [0.0, 0.0, 0.0]
+    for f in FIXTURES:
+        data = f.read_bytes()
+        msg = parse(data)
+        bundle = mapping.apply(msg, ctx).bundle
+        t_parse = per_call(lambda data=data: parse(data), seconds)
+        t_apply = per_call(lambda msg=msg: mapping.apply(msg, ctx), seconds)
+        t_both = per_call(lambda data=data: mapping.apply(parse(data), ctx), seconds)
+        t_val = per_call(lambda bundle=bundle: validate_bundle(bundle), seconds)
+        totals = [totals[0] + t_both, totals[1] + t_val, totals[2] + t_apply]
+        print(f"{f.name:28} {t_parse:8.1f} {t_apply:8.1f} {t_both:8.1f} {t_val:9.1f}")
+    n = len(FIXTURES)
+    both, val = totals[0] / n, totals[1] / n
+    print(f"mean parse+apply {both:.1f} µs, validate {val:.1f} µs -> "
+          f"{1e6 / (both + val):.0f} msg/s for parse+map+validate on one core")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,675 @@
+"""Compile a mapping file into closures, once, at load.
+
+Every rule of the YAML tree becomes a function ``Scope -> value | None``; nothing walks the YAML
+per message. Errors found here are :class:`YamlFileError` naming the file, the line and the rule;
+the compiler keeps going after an error so that one load reports every problem of a file.
+
+See ``docs/mappings.md`` for the language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from mediator.mapping import convert
+from mediator.mapping.codes import CodeMap, compile_codemap
+from mediator.mapping.functions import FUNCTIONS
+from mediator.mapping.model import RuleInfo, Scope
+from mediator.mapping.paths import ALL, parse_path
+from mediator.mapping.schema import Element, datatype_model, elements
+from mediator.yamlfile import Locations, YamlFileError, load_yaml
+
+Rule = Callable[[Scope], Any]
+Cond = Callable[[Scope], bool]
+
+SOURCE_KEYS = ("path", "const", "template", "concat", "fn", "first", "hash", "var", "ref")
+RULE_KEYS = frozenset({*SOURCE_KEYS, "sep", "args", "for_each", "fields", "use", "when", "map", "as",
+                       "type", "default", "required", "description"})
+COND_KEYS = frozenset({"exists", "missing", "all", "any", "not", "path", "value", "equals", "in",
+                       "not_in", "matches"})
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_SPACES = re.compile(r"\s{2,}")
+
+
+@dataclass(frozen=True)
+class Src:
+    """Where a YAML value is: its file's line index and its key path."""
+
+    locs: Locations
+    key: tuple[str | int, ...]
+
+    def __truediv__(self, k: str | int) -> Src:
+        return Src(self.locs, (*self.key, k))
+
+    @property
+    def file(self) -> str:
+        return self.locs.file
+
+    @property
+    def line(self) -> int | None:
+        return self.locs.line_of(self.key)
+
+    def error(self, problem: str) -> YamlFileError:
+        return self.locs.error(self.key, problem)
+
+
+@dataclass
+class Fragment:
+    """A reusable datatype mapping (``use: xpn``)."""
+
+    name: str
+    datatype: str
+    fields: dict[str, Any]
+    src: Src  # of the fragment's body
+    when: Any = None
+
+
+@dataclass
+class Unit:
+    """What the compiler knows about the mapping file being compiled."""
+
+    file: str
+    base_dir: FsPath
+    codes_dir: FsPath | None
+    fragments: dict[str, Fragment] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)  # name -> resourceType
+    lets: set[str] = field(default_factory=set)
+    coverage: dict[str, set[int]] = field(default_factory=dict)
+    errors: list[YamlFileError] = field(default_factory=list)
+    codemaps: dict[str, CodeMap] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Where:
+    """Compile-time position: the rule's name, the current node level and the resource type."""
+
+    rule: str
+    node_level: int | None = None
+    resource_type: str = ""
+
+    def sub(self, name: str) -> Where:
+        return Where(f"{self.rule}.{name}", self.node_level, self.resource_type)
+
+
+@dataclass
+class Compiled:
+    """A compiled rule; ``data`` is False when its value never depends on the message."""
+
+    run: Rule
+    data: bool
+    many: bool = False  # returns a list (for_each / list element)
+
+
+def _none(scope: Scope) -> None:
+    return None
+
+
+def _empty(v: Any) -> bool:
+    return v is None or v == "" or v == [] or v == {}
+
+
+class Compiler:
+    """Compile the rules of one mapping file (and the fragments it uses)."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.u = unit
+
+    # ---------------------------------------------------------------- helpers
+    def guard(self, fn: Callable[[], Compiled]) -> Compiled:
+        """Run one rule's compilation; record its error and keep going."""
+        try:
+            return fn()
+        except YamlFileError as exc:
+            self.u.errors.append(exc)
+            return Compiled(_none, True)
+
+    def info(self, src: Src, where: Where, source_path: str | None = None) -> RuleInfo:
+        return RuleInfo(src.file, src.line, where.rule, source_path)
+
+    def path(self, text: Any, src: Src, where: Where) -> Any:
+        if not isinstance(text, str) or not text:
+            raise src.error(f"rule '{where.rule}': a path must be a non-empty string")
+        try:
+            p = parse_path(text.strip(), where.node_level)
+        except ValueError as exc:
+            raise src.error(f"rule '{where.rule}': {exc}") from None
+        if not p.relative and p.segment:
+            occ = self.u.coverage.setdefault(p.segment, set())
+            occ.add(p.occurrence)
+        return p
+
+    def reader(self, text: Any, src: Src, where: Where) -> tuple[Rule, str]:
+        """A rule reading the text at a path (or a ``$variable``)."""
+        if isinstance(text, str) and text.startswith("$"):
+            return self.var(text[1:], src, where), text
+        p = self.path(text, src, where)
+        ptext = p.text
+        if p.relative:
+            def read_rel(scope: Scope) -> str | None:
+                node = scope.node
+                v = node.get(ptext) if node is not None else None
+                if v:
+                    v = v.strip()
+                    return v if v and v != '""' else None
+                return None
+            return read_rel, ptext
+
+        def read_abs(scope: Scope) -> str | None:
+            v = scope.msg.get(ptext)
+            if v:
+                v = v.strip()
+                return v if v and v != '""' else None
+            return None
+        return read_abs, ptext
+
+    def selector(self, text: Any, src: Src, where: Where) -> tuple[Callable[[Scope], list[Any]], int]:
+        """A function selecting the (non-empty) nodes at a path, and their level."""
+        p = self.path(text, src, where)
+        ptext = p.text
+        if p.relative:
+            def sel_rel(scope: Scope) -> list[Any]:
+                node = scope.node
+                return [n for n in node.select(ptext) if not n.is_empty] if node is not None else []
+            return sel_rel, p.level
+
+        def sel_abs(scope: Scope) -> list[Any]:
+            return [n for n in scope.msg.select(ptext) if not n.is_empty]
+        return sel_abs, p.level
+
+    def var(self, name: str, src: Src, where: Where) -> Rule:
+        if name not in self.u.lets:
+            raise src.error(f"rule '{where.rule}': unknown variable ${name} (define it under 'let:' above)")
+
+        def read_var(scope: Scope) -> Any:
+            return scope.vars.get(name)
+        return read_var
+
+    def codemap(self, spec: Any, src: Src, where: Where) -> CodeMap:
+        if isinstance(spec, dict):
+            try:
+                return compile_codemap(spec, src.locs, src.key, name=where.rule)
+            except YamlFileError as exc:
+                raise exc from None
+        if not isinstance(spec, str) or not spec:
+            raise src.error(f"rule '{where.rule}': 'map' must be a code map file or an inline map")
+        candidates = [self.u.base_dir / spec]
+        if self.u.codes_dir is not None:
+            candidates += [self.u.codes_dir / spec, self.u.codes_dir / FsPath(spec).name]
+        for f in candidates:
+            if f.is_file():
+                key = str(f.resolve())
+                if key not in self.u.codemaps:
+                    data, locs = load_yaml(f)
+                    self.u.codemaps[key] = compile_codemap(data, locs, (), name=f.stem)
+                return self.u.codemaps[key]
+        raise src.error(f"rule '{where.rule}': code map file {spec!r} not found")
+
+    # ---------------------------------------------------------------- conditions
+    def cond(self, spec: Any, src: Src, where: Where) -> Cond:
+        """Compile a ``when:`` condition."""
+        if isinstance(spec, str):
+            spec = {"exists": spec}
+        if isinstance(spec, list):
+            spec = {"all": spec}
+        if not isinstance(spec, dict) or not spec:
+            raise src.error(f"rule '{where.rule}': a condition must be a mapping (exists, equals, in, ...)")
+        for k in spec:
+            if k not in COND_KEYS:
+                raise (src / k).error(f"rule '{where.rule}': unknown condition key {k!r} "
+                                      f"(expected one of {sorted(COND_KEYS)})")
+        if "exists" in spec or "missing" in spec:
+            key = "exists" if "exists" in spec else "missing"
+            if len(spec) != 1:
+                raise src.error(f"rule '{where.rule}': '{key}' stands alone in a condition")
+            sel = self.exists(spec[key], src / key, where)
+            if key == "exists":
+                return sel
+            return lambda s: not sel(s)
+        if "all" in spec or "any" in spec:
+            key = "all" if "all" in spec else "any"
+            items = spec[key]
+            if len(spec) != 1 or not isinstance(items, list) or not items:
+                raise src.error(f"rule '{where.rule}': '{key}' takes a non-empty list of conditions")
+            subs = [self.cond(c, src / key / i, where) for i, c in enumerate(items)]
+            if key == "all":
+                return lambda s: all(c(s) for c in subs)
+            return lambda s: any(c(s) for c in subs)
+        if "not" in spec:
+            if len(spec) != 1:
+                raise src.error(f"rule '{where.rule}': 'not' stands alone in a condition")
+            sub = self.cond(spec["not"], src / "not", where)
+            return lambda s: not sub(s)
+        if ("path" in spec) == ("value" in spec):
+            raise src.error(f"rule '{where.rule}': a comparison needs exactly one of 'path' or 'value'")
+        if "path" in spec:
+            get, _ = self.reader(spec["path"], src / "path", where)
+        else:
+            get = self.value(spec["value"], src / "value", None, where).run
+        tests = [k for k in ("equals", "in", "not_in", "matches") if k in spec]
+        if len(tests) != 1:
+            raise src.error(f"rule '{where.rule}': a comparison needs one of equals, in, not_in, matches")
+        op = tests[0]
+        arg = spec[op]
+        if op == "equals":
+            want = str(arg)
+            return lambda s: get(s) == want
+        if op in ("in", "not_in"):
+            if not isinstance(arg, list):
+                raise (src / op).error(f"rule '{where.rule}': '{op}' takes a list")
+            wanted = frozenset(str(a) for a in arg)
+            if op == "in":
+                return lambda s: get(s) in wanted
+            return lambda s: get(s) not in wanted
+        try:
+            rx = re.compile(str(arg))
+        except re.error as exc:
+            raise (src / op).error(f"rule '{where.rule}': bad regular expression: {exc}") from None
+        return lambda s: (v := get(s)) is not None and rx.search(str(v)) is not None
+
+    def exists(self, text: Any, src: Src, where: Where) -> Cond:
+        if isinstance(text, str) and text.startswith("$"):
+            get = self.var(text[1:], src, where)
+            return lambda s: not _empty(get(s))
+        sel, _ = self.selector(text, src, where)
+        return lambda s: bool(sel(s))
+
+    # ---------------------------------------------------------------- value rules
+    def value(self, spec: Any, src: Src, el: Element | None, where: Where) -> Compiled:
+        """Compile a rule producing the value of element ``el`` (None: a plain value, e.g. an id)."""
+        if isinstance(spec, list):
+            if el is None or not el.is_list:
+                raise src.error(f"rule '{where.rule}': a list of rules needs a repeating element")
+            parts = [self.guard(lambda i=i, r=r: self.value(r, src / i, el, where)) for i, r in enumerate(spec)]
+            runs = [(p.run, p.many) for p in parts]
+
+            def run_list(scope: Scope) -> list[Any] | None:
+                out: list[Any] = []
+                for run, many in runs:
+                    v = run(scope)
+                    if v is None:
+                        continue
+                    if many:
+                        out.extend(v)
+                    else:
+                        out.append(v)
+                return out or None
+            return Compiled(run_list, any(p.data for p in parts), True)
+        if isinstance(spec, (str, int, float, bool)) and not isinstance(spec, str):
+            raise src.error(f"rule '{where.rule}': write constants as {{const: {spec!r}}}")
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        if not isinstance(spec, dict):
+            raise src.error(f"rule '{where.rule}': a rule must be a path string or a mapping")
+        for k in spec:
+            if k not in RULE_KEYS:
+                raise (src / k).error(f"rule '{where.rule}': unknown rule key {k!r} "
+                                      f"(expected one of {sorted(RULE_KEYS)}; element names go under 'fields')")
+        if "for_each" in spec:
+            return self.for_each(spec, src, el, where)
+        one = self.single(spec, src, el, where)
+        if el is not None and el.is_list and not one.many:
+            run1 = one.run
+
+            def as_list(scope: Scope) -> list[Any] | None:
+                v = run1(scope)
+                return None if v is None else [v]
+            return Compiled(as_list, one.data, True)
+        return one
+
+    def for_each(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
+        sel, level = self.selector(spec["for_each"], src / "for_each", where)
+        inner_where = Where(where.rule, level, where.resource_type)
+        body = {k: v for k, v in spec.items() if k not in ("for_each", "when")}
+        if not body:
+            raise src.error(f"rule '{where.rule}': for_each needs a body (path, fields, use, ...)")
+        when = self.cond(spec["when"], src / "when", inner_where) if "when" in spec else None
+        item_el = Element(el.name, False, el.type, el.complex, el.model) if el is not None else None
+        item = self.single(body, src, item_el, inner_where)
+        run_item = item.run
+        single = el is not None and not el.is_list
+
+        def run_each(scope: Scope) -> Any:
+            out = []
+            for node in sel(scope):
+                s = scope.at(node)
+                if when is not None and not when(s):
+                    continue
+                v = run_item(s)
+                if v is not None:
+                    if single:
+                        return v
+                    out.append(v)
+            return out or None
+        return Compiled(run_each, True, not single)
+
+    def single(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
+        """One value (not a for_each): source -> map -> conversion -> default -> required."""
+        sources = [k for k in SOURCE_KEYS if k in spec]
+        if "fn" in spec:
+            sources = ["fn"]  # the function's input (path, template, ...) is checked by function()
+        has_object = "fields" in spec or "use" in spec
+        if len(sources) > 1 and sources != ["ref"]:
+            raise src.error(f"rule '{where.rule}': only one source per rule, found {', '.join(sources)}")
+        if has_object and sources and sources != ["ref"]:
+            raise src.error(f"rule '{where.rule}': 'fields'/'use' build an object; drop '{sources[0]}'")
+        if not sources and not has_object:
+            raise src.error(f"rule '{where.rule}': nothing to map (give path, const, template, fields, ...)")
+        if el is not None and el.complex and not has_object and sources and sources[0] not in (
+                "ref", "const", "first", "var"):
+            raise src.error(f"rule '{where.rule}': element {el.name!r} is a {el.type}; "
+                            f"build it with 'fields' or 'use', not '{sources[0]}'")
+        if el is not None and not el.complex and has_object:
+            raise src.error(f"rule '{where.rule}': element {el.name!r} is a {el.type}, not an object")
+        when = self.cond(spec["when"], src / "when", where) if "when" in spec else None
+        source_path = spec.get("path") if isinstance(spec.get("path"), str) else None
+        info = self.info(src, where, source_path)
+
+        if has_object or sources == ["ref"]:
+            base = self.obj(spec, src, el, where)
+        else:
+            base = self.source(sources[0], spec, src, el, where)
+        run = base.run
+
+        # map -> conversion
+        steps: list[Callable[[Any, Scope], Any]] = []
+        if "map" in spec:
+            cm = self.codemap(spec["map"], src / "map", where)
+
+            def do_map(v: Any, scope: Scope, cm: CodeMap = cm) -> Any:
+                out, known = cm.lookup(str(v))
+                if not known and cm.strict:
+                    raise info.fail(f"code not in code map '{cm.name}' (strict)")
+                return out
+            steps.append(do_map)
+        conv_name = spec.get("as", spec.get("type"))
+        if "as" in spec and "type" in spec:
+            raise src.error(f"rule '{where.rule}': give 'as' or 'type', not both")
+        if conv_name is None and el is not None and not el.complex:
+            conv_name = convert.BY_FHIR_TYPE.get(el.type)
+        elif conv_name is not None and conv_name not in convert.CONVERTERS:
+            raise (src / "as").error(f"rule '{where.rule}': unknown conversion {conv_name!r} "
+                                     f"(expected one of {sorted(convert.CONVERTERS)})")
+        if conv_name and sources and sources[0] not in ("const", "ref", "hash", "first"):
+            conv = convert.CONVERTERS[conv_name]
+
+            def do_conv(v: Any, scope: Scope, conv: convert.Converter = conv) -> Any:
+                return conv(v, scope, info, source_path) if isinstance(v, str) else v
+            steps.append(do_conv)
+        default = spec.get("default")
+        if isinstance(default, (dict, list)) and (el is None or not el.complex):
+            raise (src / "default").error(f"rule '{where.rule}': 'default' must be a plain value here")
+        required = spec.get("required", False)
+        if not isinstance(required, bool):
+            raise (src / "required").error(f"rule '{where.rule}': 'required' is true or false")
+
+        if not steps and when is None and default is None and not required:
+            return Compiled(run, base.data, base.many)
+
+        def run_full(scope: Scope) -> Any:
+            if when is not None and not when(scope):
+                return None
+            v = run(scope)
+            if v is not None:
+                for step in steps:
+                    v = step(v, scope)
+                    if v is None:
+                        break
+            if v is None:
+                v = default
+                if v is None and required:
+                    raise info.fail("required value is missing")
+            return v
+        return Compiled(run_full, base.data, base.many)
+
+    def source(self, key: str, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
+        arg = spec[key]
+        s = src / key
+        if key == "path":
+            get, _ = self.reader(arg, s, where)
+            return Compiled(get, True)
+        if key == "const":
+            if arg is None or arg == "" or arg == [] or arg == {}:
+                raise s.error(f"rule '{where.rule}': an empty constant maps nothing")
+            return Compiled(lambda scope: arg, False)
+        if key == "var":
+            if not isinstance(arg, str):
+                raise s.error(f"rule '{where.rule}': 'var' takes a variable name")
+            return Compiled(self.var(arg.lstrip("$"), s, where), True)
+        if key == "template":
+            return self.template(arg, s, where)
+        if key == "concat":
+            if not isinstance(arg, list) or not arg:
+                raise s.error(f"rule '{where.rule}': 'concat' takes a list of rules")
+            parts = [self.value(p, s / i, None, where).run for i, p in enumerate(arg)]
+            sep = spec.get("sep", " ")
+            if not isinstance(sep, str):
+                raise (src / "sep").error(f"rule '{where.rule}': 'sep' must be a string")
+
+            def run_concat(scope: Scope) -> str | None:
+                vals = [str(v) for p in parts if (v := p(scope)) is not None]
+                return sep.join(vals) if vals else None
+            return Compiled(run_concat, True)
+        if key == "first":
+            if not isinstance(arg, list) or not arg:
+                raise s.error(f"rule '{where.rule}': 'first' takes a list of rules")
+            item_el = Element(el.name, False, el.type, el.complex, el.model) if el is not None else None
+            alts = [self.value(p, s / i, item_el, where) for i, p in enumerate(arg)]
+            runs = [a.run for a in alts]
+
+            def run_first(scope: Scope) -> Any:
+                for r in runs:
+                    v = r(scope)
+                    if v is not None:
+                        return v
+                return None
+            return Compiled(run_first, any(a.data for a in alts))
+        if key == "hash":
+            if not isinstance(arg, list) or not arg:
+                raise s.error(f"rule '{where.rule}': 'hash' takes a list of rules")
+            parts = [self.value(p, s / i, None, where).run for i, p in enumerate(arg)]
+            prefix = where.resource_type
+
+            def run_hash(scope: Scope) -> str | None:
+                vals = [prefix]
+                for p in parts:
+                    v = p(scope)
+                    if v is None:
+                        return None
+                    vals.append(str(v))
+                return hashlib.blake2b("\x1f".join(vals).encode(), digest_size=16).hexdigest()
+            return Compiled(run_hash, True)
+        if key == "fn":
+            return self.function(spec, src, where)
+        raise s.error(f"rule '{where.rule}': unsupported source {key!r}")  # pragma: no cover
+
+    def template(self, arg: Any, src: Src, where: Where, ids: bool = False) -> Compiled:
+        if not isinstance(arg, str) or not arg:
+            raise src.error(f"rule '{where.rule}': 'template' takes a string with {{PATH}} placeholders")
+        pieces: list[str | Rule] = []
+        pos = 0
+        for m in _PLACEHOLDER.finditer(arg):
+            pieces.append(arg[pos:m.start()])
+            name = m.group(1).strip()
+            if ids and name in ("id", "resourceType"):
+                pieces.append(lambda scope, n=name: scope.vars.get(f"@{n}"))
+            else:
+                get, _ = self.reader(name, src, where)
+                pieces.append(get)
+            pos = m.end()
+        pieces.append(arg[pos:])
+        if not any(callable(p) for p in pieces):
+            raise src.error(f"rule '{where.rule}': a template without placeholders is a 'const'")
+
+        def run_template(scope: Scope) -> str | None:
+            out = []
+            seen = False
+            for p in pieces:
+                if isinstance(p, str):
+                    out.append(p)
+                else:
+                    v = p(scope)
+                    if v is not None:
+                        seen = True
+                        out.append(str(v))
+            if not seen:
+                return None
+            return _SPACES.sub(" ", "".join(out)).strip() or None
+        return Compiled(run_template, True)
+
+    def function(self, spec: dict[str, Any], src: Src, where: Where) -> Compiled:
+        name = spec["fn"]
+        f = FUNCTIONS.get(name) if isinstance(name, str) else None
+        if f is None:
+            raise (src / "fn").error(f"rule '{where.rule}': unknown function {name!r} "
+                                     f"(expected one of {sorted(FUNCTIONS)})")
+        args = spec.get("args") or {}
+        if not isinstance(args, dict):
+            raise (src / "args").error(f"rule '{where.rule}': 'args' must be a mapping")
+        for k, v in args.items():
+            if k not in f.args:
+                raise (src / "args" / k).error(f"rule '{where.rule}': function {name!r} takes no argument "
+                                               f"{k!r} (expected one of {sorted(f.args) or 'none'})")
+            if not isinstance(v, f.args[k]):
+                raise (src / "args" / k).error(f"rule '{where.rule}': argument {k!r} must be a "
+                                               f"{f.args[k].__name__}")
+        impl = f.impl
+        if f.input == "value":
+            rest = {k: v for k, v in spec.items() if k in SOURCE_KEYS and k != "fn"}
+            if len(rest) != 1:
+                raise src.error(f"rule '{where.rule}': function {name!r} reads one value "
+                                "(give path, template, concat or var)")
+            (k, _), = rest.items()
+            inner = self.source(k, rest, src, None, where).run
+
+            def run_value_fn(scope: Scope) -> Any:
+                return impl(scope, inner(scope), args)
+            return Compiled(run_value_fn, True)
+        extra = [k for k in SOURCE_KEYS if k in spec and k not in ("fn", "path")]
+        if extra:
+            raise src.error(f"rule '{where.rule}': function {name!r} reads HL7 nodes; drop '{extra[0]}'")
+        if "path" in spec:
+            sel, _ = self.selector(spec["path"], src / "path", where)
+        elif where.node_level is None:
+            raise src.error(f"rule '{where.rule}': function {name!r} needs a 'path' outside for_each")
+        else:
+            def sel(scope: Scope) -> list[Any]:
+                return [scope.node]
+        if f.input == "node":
+            def run_node_fn(scope: Scope) -> Any:
+                nodes = sel(scope)
+                return impl(scope, nodes[0], args) if nodes else None
+            return Compiled(run_node_fn, True)
+
+        def run_nodes_fn(scope: Scope) -> Any:
+            return impl(scope, sel(scope), args)
+        return Compiled(run_nodes_fn, True)
+
+    # ---------------------------------------------------------------- objects
+    def obj(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
+        """An object built from ``fields`` (after a fragment's, with ``use``), or a ``ref``."""
+        if el is None or not el.complex:
+            raise src.error(f"rule '{where.rule}': an object ('fields', 'use', 'ref') needs a FHIR element "
+                            "of a complex type")
+        entries: dict[str, tuple[Any, Src]] = {}
+        fragment_when: Cond | None = None
+        if "use" in spec:
+            frag = self.u.fragments.get(spec["use"]) if isinstance(spec["use"], str) else None
+            if frag is None:
+                raise (src / "use").error(f"rule '{where.rule}': unknown fragment {spec['use']!r} "
+                                          f"(known: {sorted(self.u.fragments) or 'none'}; add its file to 'uses')")
+            if frag.datatype != el.type:
+                raise (src / "use").error(f"rule '{where.rule}': fragment {frag.name!r} builds a "
+                                          f"{frag.datatype}, element {el.name!r} is a {el.type}")
+            for k, v in frag.fields.items():
+                entries[k] = (v, frag.src / "fields" / k)
+            if frag.when is not None:
+                fragment_when = self.cond(frag.when, frag.src / "when", where)
+        local = spec.get("fields", {})
+        if not isinstance(local, dict):
+            raise (src / "fields").error(f"rule '{where.rule}': 'fields' must map element names to rules")
+        for k, v in local.items():
+            entries[k] = (v, src / "fields" / k)
+        ref_run: Rule | None = None
+        if "ref" in spec:
+            if el.type != "Reference":
+                raise (src / "ref").error(f"rule '{where.rule}': 'ref' needs a Reference element, "
+                                          f"{el.name!r} is a {el.type}")
+            target = spec["ref"]
+            if target not in self.u.resources:
+                raise (src / "ref").error(f"rule '{where.rule}': unknown resource {target!r} "
+                                          f"(known: {sorted(self.u.resources)})")
+            rtype = self.u.resources[target]
+
+            def ref_run(scope: Scope) -> str | None:
+                ids = scope.ids.get(target)
+                return f"{rtype}/{ids[0]}" if ids else None
+        run, data = self.fields(entries, el.model, where)
+        if ref_run is not None:
+            run_fields = run
+
+            def run_ref(scope: Scope) -> dict[str, Any] | None:
+                r = ref_run(scope)
+                if r is None:
+                    return None
+                out = {"reference": r}
+                extra = run_fields(scope) if entries else None
+                if extra:
+                    out.update(extra)
+                return out
+            run, data = run_ref, True
+        if fragment_when is not None:
+            inner = run
+
+            def run_when(scope: Scope) -> Any:
+                return inner(scope) if fragment_when(scope) else None
+            run = run_when
+        return Compiled(run, data)
+
+    def fields(self, entries: dict[str, tuple[Any, Src]], model: Any, where: Where) -> tuple[Rule, bool]:
+        """Compile element -> rule pairs against a FHIR model; unknown elements are refused."""
+        known = elements(model)
+        compiled: list[tuple[str, Rule, bool]] = []
+        for name, (spec, src) in entries.items():
+            el = known.get(name) if isinstance(name, str) else None
+            if el is None:
+                self.u.errors.append(src.error(
+                    f"rule '{where.rule}': {model.__name__} has no element {name!r}"
+                    + _suggest(name, known)))
+                continue
+            c = self.guard(lambda spec=spec, src=src, el=el, name=name: self.value(spec, src, el, where.sub(name)))
+            compiled.append((name, c.run, c.data))
+        any_data = any(d for _, _, d in compiled)
+        items = tuple(compiled)
+
+        def run_fields(scope: Scope) -> dict[str, Any] | None:
+            out: dict[str, Any] = {}
+            has = False
+            for name, run, data in items:
+                v = run(scope)
+                if v is not None:
+                    out[name] = v
+                    if data:
+                        has = True
+            if any_data and not has:
+                return None
+            return out or None
+        return run_fields, any_data
+
+
+def _suggest(name: Any, known: dict[str, Element]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def model_for(type_name: str) -> Any | None:
+    return datatype_model(type_name)
+
+
+__all__ = ["ALL", "Compiler", "Compiled", "Fragment", "Src", "Unit", "Where", "model_for"]

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real node (HTTP + MLLP on ephemeral ports, SQLite in a temp dir)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mediator.app import Node
+from mediator.testing import node_config, running_node
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+class Harness:
+    """A running node and an HTTP session to talk to it."""
+
+    def __init__(self, node: Node, session: aiohttp.ClientSession) -> None:
+        self.node = node
+        self.http = session
+        self.base = f"http://127.0.0.1:{node.http_port}"
+        self.mllp_port = node.mllp_port
+
+    async def get_json(self, path: str, status: int = 200) -> Any:
+        async with self.http.get(self.base + path) as resp:
+            assert resp.status == status, await resp.text()
+            return await resp.json(content_type=None)
+
+    async def wait_status(self, tx_id: str, statuses: tuple[str, ...] = ("Successful", "Completed with errors",
+                                                                         "Failed"), timeout: float = 20) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            tx = await self.get_json(f"/api/transactions/{tx_id}")
+            if tx["status"] in statuses:
+                return tx
+            if loop.time() > deadline:
+                raise AssertionError(f"transaction {tx_id} stuck in {tx['status']}")
+            await asyncio.sleep(0.02)
+
+    async def wait_idle(self, timeout: float = 20) -> None:
+        assert self.node.dispatcher is not None
+        assert await self.node.dispatcher.drain(timeout)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    cfg = node_config(tmp_path / "data")
+    async with running_node(cfg) as node, aiohttp.ClientSession() as session:
+        yield Harness(node, session)  # type: ignore[arg-type]
+
+
+def fixture_text(name: str) -> str:
+    return (FIXTURES / "hl7v2" / name).read_bytes().decode("utf-8").replace("\r\n", "\r").replace("\n", "\r")

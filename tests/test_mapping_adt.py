@@ -1,0 +1,117 @@
+"""The shipped ADT mapping on Moroccan fixtures and on the Microsoft converter's ADT samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mediator.fhir.validate import validate_bundle
+from mediator.hl7v2 import parse
+from mediator.mapping import Mapping, MappingContext, MappingError, load_mapping, load_mappings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2"
+CORPUS = Path("/work/shared/corpora/ms-fhir-converter/hl7v2")
+SID = "https://dmp.sante.gov.ma/fhir/sid"
+LANG = "http://hl7.org/fhir/StructureDefinition/language"
+
+
+@pytest.fixture(scope="module")
+def adt() -> Mapping:
+    return load_mapping(ROOT / "mappings" / "adt_to_fhir.yaml")
+
+
+def run(m: Mapping, name: str) -> tuple[dict, dict]:
+    result = m.apply(parse((FIXTURES / name).read_bytes()), MappingContext())
+    by_type: dict = {}
+    for e in result.bundle["entry"]:
+        by_type.setdefault(e["resource"]["resourceType"], e["resource"])
+    return result.__dict__, by_type
+
+
+def test_all_mapping_files_load() -> None:
+    maps = load_mappings(ROOT / "mappings")
+    assert "adt_to_fhir.yaml" in maps
+    assert maps["adt_to_fhir.yaml"].message_types[:1] == ["ADT^A01"]
+
+
+@pytest.mark.parametrize("name", ["ma_adt_a01.hl7", "ma_adt_a04.hl7", "ma_adt_a08.hl7", "ma_adt_a01_minimal.hl7"])
+def test_fixtures_map_to_valid_bundles(adt: Mapping, name: str) -> None:
+    result, _ = run(adt, name)
+    assert result["bundle"]["type"] == "transaction"
+    assert validate_bundle(result["bundle"]) == []
+
+
+def test_a01_patient(adt: Mapping) -> None:
+    result, res = run(adt, "ma_adt_a01.hl7")
+    p = res["Patient"]
+    ids = {(i["system"], i["value"], i["type"]["coding"][0]["code"]) for i in p["identifier"]}
+    assert ids == {(f"{SID}/cin", "BK245871", "NI"), (f"{SID}/ipp/CHU-IBN-SINA", "123456", "PI"),
+                   (f"{SID}/cnss", "987654321", "SS")}
+    assert result["patient_key"] == f"{SID}/cin|BK245871"
+    latin, arabic = p["name"]
+    assert (latin["family"], latin["given"], latin["use"]) == ("EL AMRANI", ["Mohamed"], "official")
+    assert latin["extension"] == [{"url": LANG, "valueCode": "fr"}]
+    assert (arabic["family"], arabic["given"]) == ("العمراني", ["محمد"])
+    assert arabic["extension"] == [{"url": LANG, "valueCode": "ar"}]
+    assert (p["gender"], p["birthDate"]) == ("male", "1978-04-12")
+    assert p["address"][0]["city"] == "Rabat" and p["address"][0]["country"] == "MA"
+    assert {t["use"] for t in p["telecom"] if "use" in t} == {"home", "work"}
+    assert result["unmapped"] == ["NK1", "ZPD"]
+
+
+def test_a01_encounter_and_practitioner(adt: Mapping) -> None:
+    _, res = run(adt, "ma_adt_a01.hl7")
+    enc, doc, pat = res["Encounter"], res["Practitioner"], res["Patient"]
+    assert enc["status"] == "in-progress" and enc["class"]["code"] == "IMP"
+    assert enc["identifier"][0]["system"] == f"{SID}/encounter/CHU-IBN-SINA"
+    assert enc["identifier"][0]["value"] == "V2024-000871"
+    assert enc["period"] == {"start": "2024-11-05T09:30:00+01:00"}
+    assert enc["subject"] == {"reference": f"Patient/{pat['id']}"}
+    assert enc["participant"][0]["individual"] == {"reference": f"Practitioner/{doc['id']}"}
+    assert enc["participant"][0]["type"][0]["coding"][0]["code"] == "ATND"
+    assert doc["identifier"] == [{"system": f"{SID}/inpe", "value": "123456789"}]
+    assert doc["name"][0]["family"] == "ALAOUI"
+    assert enc["location"][0]["location"]["reference"] == f"Location/{res['Location']['id']}"
+
+
+def test_a08_discharge_and_ids_stable(adt: Mapping) -> None:
+    a01, r01 = run(adt, "ma_adt_a01.hl7")
+    a08, r08 = run(adt, "ma_adt_a08.hl7")
+    assert r08["Encounter"]["status"] == "finished"
+    assert r08["Encounter"]["period"]["end"] == "2024-11-07T10:00:00+01:00"
+    # the same patient, visit and doctor from another message: the same ids (updates, not copies)
+    for t in ("Patient", "Encounter", "Practitioner"):
+        assert r01[t]["id"] == r08[t]["id"]
+    again, _ = run(adt, "ma_adt_a01.hl7")
+    assert again["bundle"] == a01["bundle"]
+
+
+def test_a04_and_minimal(adt: Mapping) -> None:
+    _, a04 = run(adt, "ma_adt_a04.hl7")
+    assert a04["Encounter"]["class"]["code"] == "AMB" and a04["Encounter"]["status"] == "arrived"
+    assert a04["Patient"]["gender"] == "female"
+    result, res = run(adt, "ma_adt_a01_minimal.hl7")
+    assert result["patient_key"] == f"{SID}/ipp/CHP-TEMARA|55821"
+    assert res["Patient"]["birthDate"] == "1985"
+    assert res["Encounter"]["class"]["code"] == "EMER"
+    assert "Practitioner" not in res and "Location" not in res
+
+
+ADT_SAMPLES = sorted(CORPUS.glob("ADT*.hl7")) if CORPUS.is_dir() else []
+
+
+@pytest.mark.skipif(not ADT_SAMPLES, reason="corpus not available")
+def test_corpus_adt_messages_map_to_valid_bundles(adt: Mapping) -> None:
+    checked = 0
+    for f in ADT_SAMPLES:
+        msg = parse(f.read_bytes())
+        try:
+            result = adt.apply(msg, MappingContext())
+        except MappingError:
+            continue  # a clear, located error is acceptable; any other exception fails the test
+        assert validate_bundle(result.bundle) == [], f.name
+        if msg.type_key.split("^")[1] in ("A01", "A04", "A08"):
+            checked += 1
+    assert checked >= 6

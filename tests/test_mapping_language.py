@@ -1,0 +1,164 @@
+"""The mapping language: load-time checks with file and line, run-time errors, rules."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mediator.config import ConfigError
+from mediator.fhir.validate import validate_bundle
+from mediator.hl7v2 import parse
+from mediator.mapping import MappingContext, MappingError, load_mapping
+
+MSG = "\r".join([
+    "MSH|^~\\&|APP|FAC-A|DMP|DMP|20241105093000+0100||ADT^A01|C1|P|2.5|||||MAR|UNICODE UTF-8",
+    "PID|1||BK1^^^CIN^NI~77^^^FAC-A^PI||DOE^Jane||19800230|F",
+    "ZPD|1|AMO^CNSS|X",
+    "OBX|1|NM|1^a||5",
+    "OBX|2|NM|2^b||6",
+]) + "\r"
+
+HEAD = """\
+mapping: t
+source: hl7v2
+message_types: [ADT^A01]
+resources:
+  patient:
+    resourceType: Patient
+    id: {hash: [PID-3.1]}
+    fields:
+"""
+
+
+def write(tmp_path: Path, body: str, head: str = HEAD, name: str = "m.yaml") -> Path:
+    f = tmp_path / name
+    f.write_text(head + textwrap.indent(textwrap.dedent(body), "      "), encoding="utf-8")
+    return f
+
+
+def load_error(f: Path) -> list:
+    with pytest.raises(ConfigError) as ei:
+        load_mapping(f)
+    return ei.value.errors
+
+
+def apply(f: Path, msg: str = MSG):
+    return load_mapping(f).apply(parse(msg), MappingContext())
+
+
+def test_typo_key_named_with_file_and_line(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: {path: PID-8, mapp: x.yaml}\n")
+    (err,) = load_error(f)
+    assert err.file == str(f) and err.line == 9 and "mapp" in err.problem and "patient.gender" in err.problem
+
+
+def test_unknown_element_and_resource(tmp_path: Path) -> None:
+    f = write(tmp_path, "birthdate: PID-7\nname: {fields: {famly: PID-5.1}}\n")
+    errs = load_error(f)
+    assert [e.line for e in errs] == [9, 10]
+    assert "birthdate" in errs[0].problem and "birthDate" in errs[0].problem  # a suggestion
+    assert "famly" in errs[1].problem
+    g = write(tmp_path, "", head=HEAD.replace("resourceType: Patient", "resourceType: Patiant") + "      a: PID-1\n")
+    (err,) = load_error(g)
+    assert err.line == 6 and "Patiant" in err.problem
+
+
+def test_bad_paths(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: PID-8..1\nbirthDate: '7'\nname: {for_each: 'PID-5[*]', fields: {family: '3[*]'}}\n")
+    errs = load_error(f)
+    assert [e.line for e in errs] == [9, 10, 11]
+    assert "PID-8..1" in errs[0].problem and "outside for_each" in errs[1].problem
+
+
+def test_missing_code_map_and_fragment(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: {path: PID-8, map: codes/nope.yaml}\nname: {for_each: 'PID-5[*]', use: xpn}\n")
+    errs = load_error(f)
+    assert [e.line for e in errs] == [9, 10]
+    assert "nope.yaml" in errs[0].problem and "xpn" in errs[1].problem
+
+
+def test_wrong_shapes_refused(tmp_path: Path) -> None:
+    f = write(tmp_path, "name: PID-5.1\ngender: {fields: {x: PID-8}}\nsubject: {ref: nobody}\n",
+              head=HEAD.replace("Patient", "Encounter"))
+    errs = load_error(f)
+    assert len(errs) == 3 and all(e.file == str(f) for e in errs)
+
+
+def test_fragment_error_names_fragment_file(tmp_path: Path) -> None:
+    (tmp_path / "frag.yaml").write_text("fragments:\n  n:\n    datatype: HumanName\n    fields:\n"
+                                        "      famly: '1'\n", encoding="utf-8")
+    f = write(tmp_path, "name: {for_each: 'PID-5[*]', use: n}\n", head="uses: [frag.yaml]\n" + HEAD)
+    (err,) = load_error(f)
+    assert err.file.endswith("frag.yaml") and err.line == 5
+
+
+def test_required_missing_and_impossible_date(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: {path: PID-99, required: true}\n")
+    with pytest.raises(MappingError) as ei:
+        apply(f)
+    e = ei.value
+    assert (e.rule, e.source_path, e.line) == ("patient.gender", "PID-99", 9)
+    assert str(e).startswith(f"{f}:9 rule 'patient.gender' (PID-99): ")
+    g = write(tmp_path, "birthDate: PID-7\n")
+    with pytest.raises(MappingError) as ei:
+        apply(g)
+    assert ei.value.rule == "patient.birthDate" and ei.value.source_path == "PID-7"
+    assert "19800230" not in str(ei.value)  # no patient values in errors
+
+
+def test_strict_code_map(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: {path: PID-8, map: {strict: true, entries: {M: male}}}\n")
+    with pytest.raises(MappingError, match="code map"):
+        apply(f)
+
+
+def test_z_segment_template_when_and_unmapped(tmp_path: Path) -> None:
+    f = write(tmp_path, """\
+        gender: {path: ZPD-2.2, map: {entries: {CNSS: female}}}
+        name:
+          - fields:
+              text: {template: "{PID-5.2} {PID-5.1} {PID-5.3}"}
+              family: {path: PID-5.1, when: {path: ZPD-3, in: [X, Y]}}
+              given: [{path: PID-5.2, when: {path: ZPD-3, equals: Z}}]
+        identifier:
+          for_each: "PID-3[*]"
+          when: {path: "5", equals: NI}
+          fields: {value: "1", system: {fn: identifier_system}}
+        """)
+    result = apply(f)
+    p = result.bundle["entry"][0]["resource"]
+    assert p["gender"] == "female"
+    assert p["name"] == [{"text": "Jane DOE", "family": "DOE"}]
+    assert p["identifier"] == [{"value": "BK1", "system": "https://dmp.sante.gov.ma/fhir/sid/cin"}]
+    assert result.unmapped == ["OBX[1]", "OBX[2]"]
+    assert validate_bundle(result.bundle) == []
+
+
+def test_for_each_segments_and_empty_results_omitted(tmp_path: Path) -> None:
+    head = HEAD.replace("    id: {hash: [PID-3.1]}", "    for_each: 'OBX[*]'\n    id: {hash: [PID-3.1, '1']}")
+    head = head.replace("resourceType: Patient", "resourceType: Observation")
+    f = write(tmp_path, """\
+        status: {const: final}
+        code: {fields: {text: "3.2", coding: {fields: {system: {const: "http://x"}, code: "3.9"}}}}
+        valueQuantity: {fields: {value: "5"}}
+        note: {fields: {text: "99"}}
+        """, head=head)
+    result = apply(f)
+    obs = [e["resource"] for e in result.bundle["entry"]]
+    assert [o["valueQuantity"]["value"] for o in obs] == [5, 6]
+    assert obs[0]["code"] == {"text": "a"} and "note" not in obs[0]  # const-only coding dropped
+    assert result.unmapped == ["ZPD"]
+    assert len({o["id"] for o in obs}) == 2
+
+
+def test_validate_bundle_reports_bad_element_and_dangling_reference() -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:1", "request": {"method": "PUT", "url": "Encounter/e"},
+         "resource": {"resourceType": "Encounter", "id": "e", "status": "in-progress",
+                      "class": {"code": "IMP"}, "period": {"start": "2024-13-45"},
+                      "subject": {"reference": "Patient/nope"}}}]}
+    errors = validate_bundle(bundle)
+    assert any(e.startswith("Bundle.entry[0].resource(Encounter).period.start") for e in errors)
+    assert any("subject.reference" in e and "does not resolve" in e for e in errors)
