@@ -60,7 +60,7 @@ class RuleInfo:
 class Scope:
     """The state one message is evaluated in; ``node`` is the current ``for_each`` item."""
 
-    __slots__ = ("msg", "ctx", "node", "vars", "ids")
+    __slots__ = ("msg", "ctx", "node", "vars", "ids", "comps")
 
     def __init__(self, msg: Any, ctx: MappingContext, node: Any = None,
                  vars: dict[str, Any] | None = None, ids: dict[str, list[str]] | None = None) -> None:
@@ -69,6 +69,7 @@ class Scope:
         self.node = node
         self.vars = vars if vars is not None else {}
         self.ids = ids if ids is not None else {}
+        self.comps: list[str] | None = None  # the current node's raw components, split once
 
     def at(self, node: Any) -> Scope:
         """The same scope with another current node."""
