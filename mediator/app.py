@@ -80,7 +80,8 @@ class Node:
 
         pipeline = Pipeline(store=store, router=router, mappings=mappings, destinations=self.destinations,
                             context=MappingContext(identifiers=cfg.identifiers))
-        self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
+        self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency,
+                                                  enabled=cfg.worker.enabled)
 
         def is_ready() -> bool:
             return self.ready
@@ -127,10 +128,11 @@ class Node:
             "mediator_store_committed_ops": ("operations committed since start", lambda: store.committed_ops),
         }))
 
-        pending = await store.pending()
+        pending = await store.pending() if cfg.worker.enabled else []
         for item in pending:
             dispatcher.submit(item, None)
-        dispatcher.start()
+        if cfg.worker.enabled:
+            dispatcher.start()
         self.ready = True
         demo = [c.username for c in cfg.auth.clients if c.demo]
         if demo:

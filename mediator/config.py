@@ -42,13 +42,14 @@ class StoreConfig(_Model):
     backend: Literal["sqlite"] = "sqlite"
     path: str = "mediator.db"
     commit_interval_ms: float = Field(
-        2.0, ge=0, description="group commit window: accepts within it share one fsync"
+        0.0, ge=0, description="extra wait to gather a commit batch; 0 = whatever queued during the last commit"
     )
     commit_max_batch: int = Field(512, gt=0)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 class WorkerConfig(_Model):
+    enabled: bool = Field(True, description="process accepted messages on this node (off: accept only)")
     concurrency: int = Field(32, gt=0, description="messages processed at once (different patients)")
     poll_interval_ms: float = Field(50.0, gt=0)
     lease_s: float = Field(120.0, gt=0, description="a claimed message not finished by then is retried")

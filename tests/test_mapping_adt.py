@@ -90,7 +90,7 @@ def test_a08_discharge_and_ids_stable(adt: Mapping) -> None:
 
 def test_a04_and_minimal(adt: Mapping) -> None:
     _, a04 = run(adt, "ma_adt_a04.hl7")
-    assert a04["Encounter"]["class"]["code"] == "AMB" and a04["Encounter"]["status"] == "arrived"
+    assert a04["Encounter"]["class"]["code"] == "AMB" and a04["Encounter"]["status"] == "in-progress"
     assert a04["Patient"]["gender"] == "female"
     result, res = run(adt, "ma_adt_a01_minimal.hl7")
     assert result["patient_key"] == f"{SID}/ipp/CHP-TEMARA|55821"
@@ -115,3 +115,24 @@ def test_corpus_adt_messages_map_to_valid_bundles(adt: Mapping) -> None:
         if msg.type_key.split("^")[1] in ("A01", "A04", "A08"):
             checked += 1
     assert checked >= 6
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TEXT = st.text(alphabet=st.sampled_from("AZaz09 +-.&^~\\é\u0639\u0645"), max_size=20)
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=_TEXT, dob=_TEXT, sex=_TEXT, start=_TEXT)
+def test_arbitrary_values_map_or_fail_cleanly(adt: Mapping, name: str, dob: str, sex: str, start: str) -> None:
+    esc = str.maketrans({"\\": "\\E\\"})
+    text = (FIXTURES / "ma_adt_a01.hl7").read_text(encoding="utf-8")
+    text = text.replace("EL AMRANI^Mohamed", name.translate(esc)).replace("19780412", dob.translate(esc))
+    text = text.replace("|M|||12", f"|{sex.translate(esc)}|||12").replace("20241105093000+0100", start)
+    try:
+        result = adt.apply(parse(text), MappingContext())
+    except MappingError as exc:
+        assert len(dob.strip()) < 4 or dob.strip() not in exc.text  # no patient values in errors
+        return
+    assert validate_bundle(result.bundle) == []

@@ -162,3 +162,28 @@ def test_validate_bundle_reports_bad_element_and_dangling_reference() -> None:
     errors = validate_bundle(bundle)
     assert any(e.startswith("Bundle.entry[0].resource(Encounter).period.start") for e in errors)
     assert any("subject.reference" in e and "does not resolve" in e for e in errors)
+
+
+def test_concat_first_value_condition_and_keep_unmapped(tmp_path: Path) -> None:
+    f = write(tmp_path, """\
+        name:
+          - fields:
+              text: {concat: [PID-5.2, PID-5.1, PID-5.9], sep: "/"}
+              family: {first: [PID-5.9, PID-5.1]}
+        gender: {path: PID-8, map: {keep_unmapped: true, entries: {M: male}}}
+        identifier:
+          for_each: "PID-3[*]"
+          when: {value: {fn: identifier_kind}, in: [ipp]}
+          fields: {value: "1"}
+        deceasedBoolean: {const: false, when: {missing: PID-30}}
+        """)
+    p = apply(f).bundle["entry"][0]["resource"]
+    assert p["name"] == [{"text": "Jane/DOE", "family": "DOE"}]
+    assert p["gender"] == "F" and p["identifier"] == [{"value": "77"}] and p["deceasedBoolean"] is False
+
+
+def test_missing_id_is_a_mapping_error(tmp_path: Path) -> None:
+    f = write(tmp_path, "gender: PID-8\n", head=HEAD.replace("[PID-3.1]", "[PID-30]"))
+    with pytest.raises(MappingError) as ei:
+        apply(f)
+    assert ei.value.rule == "patient" and ei.value.line == 5

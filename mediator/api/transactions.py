@@ -126,9 +126,15 @@ async def rerun_transaction(request: web.Request) -> web.Response:
     return web.json_response({"id": queued.id, "rerun_of": tx_id, "status": Status.QUEUED.value}, status=202)
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Transactions per status (the operator's first look)."""
+    return web.json_response({"statuses": await request.app[STORE].counts()})
+
+
 def add_transaction_routes(app: web.Application, store: Store, resubmit: Callable[[QueuedMessage], None]) -> None:
     app[STORE] = store
     app[RESUBMIT] = resubmit
+    app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/transactions", list_transactions)
     app.router.add_get("/api/transactions/{tx_id}", get_transaction)
     app.router.add_post("/api/transactions/{tx_id}/rerun", rerun_transaction)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, repeat
 
 from .errors import HL7Error
 from .escape import escape, unescape
@@ -37,7 +37,7 @@ LITERAL = 9
 _HEADER_SEGMENTS = frozenset({"MSH", "BHS", "FHS"})
 _LEADING_JUNK = " \t\r\n\x0b\x00\ufeff"
 _SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{2}")
-_valid_names: set[str] = set()  # cache of names that passed _SEGMENT_NAME (at most 26*36*36 entries)
+_valid_names: set[str] = {"MSH"}  # cache of names that passed _SEGMENT_NAME (at most 26*36*36 entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,12 +353,23 @@ class Message:
 
     # -- access ------------------------------------------------------------------------------------
 
+    def _build_index(self) -> dict[str, list[Segment]]:
+        index: dict[str, list[Segment]] = {}
+        for seg in self.segments:
+            found = index.get(seg.name)
+            if found is None:
+                index[seg.name] = [seg]
+            else:
+                found.append(seg)
+        self._index = index
+        return index
+
     def segments_named(self, name: str) -> list[Segment]:
         """Every segment with this name, in message order."""
-        return list(self._index.get(name, ()))
+        return list((self._index or self._build_index()).get(name, ()))
 
     def _segments_for(self, p: Path) -> list[Segment]:
-        segs = self._index.get(p.segment)  # type: ignore[arg-type]
+        segs = (self._index or self._build_index()).get(p.segment)  # type: ignore[arg-type]
         if not segs:
             return []
         i = p.seg_index
@@ -395,7 +406,7 @@ class Message:
             segs = self._segments_for(p)
             return segs[0]._raw if segs else None
         if not p.multi:
-            segs = self._index.get(p.segment)  # type: ignore[arg-type]
+            segs = (self._index or self._build_index()).get(p.segment)  # type: ignore[arg-type]
             if not segs:
                 return None
             i = p.seg_index
@@ -624,32 +635,30 @@ def _parse_text(text: str, encoding: str | None, charset: str | None) -> Message
     msg.raw = text
     msg.delimiters = d
     msg.encoding = encoding
-    head = Segment(msh, msg, "MSH")
-    head._fields = fields
     msg._msh = fields
-    segs = [head]
-    index: dict[str, list[Segment]] = {"MSH": segs[:]}
-    valid = _valid_names
-    position = 1
-    for seg_text in islice(segments, 1, None):
-        if not seg_text:
-            continue
-        position += 1
+    texts = [t for t in segments if t]
+    names = [t[:3] for t in texts]
+    if not _valid_names.issuperset(names) or not {t[3:4] for t in texts} <= {fs, ""}:
+        texts, names = _check_segments(texts, fs)
+    segs = list(map(Segment, texts, repeat(msg), names))
+    segs[0]._fields = fields
+    msg.segments = segs
+    msg._index = None
+    return msg
+
+
+def _check_segments(texts: list[str], fs: str) -> tuple[list[str], list[str]]:
+    """The slow path of segment name validation: drops whitespace-only segments, raises on bad names."""
+    kept, names = [texts[0]], ["MSH"]
+    for seg_text in islice(texts, 1, None):
         name = seg_text[:3]
-        if name not in valid or (len(seg_text) > 3 and seg_text[3] != fs):
+        if name not in _valid_names or (len(seg_text) > 3 and seg_text[3] != fs):
             if seg_text.isspace():
-                position -= 1
                 continue
             if not _SEGMENT_NAME.fullmatch(name) or (len(seg_text) > 3 and seg_text[3] != fs):
+                position = len(kept) + 1
                 raise HL7Error(100, str(position), f"segment {position} does not start with a valid segment name")
-            valid.add(name)
-        seg = Segment(seg_text, msg, name)
-        segs.append(seg)
-        found = index.get(name)
-        if found is None:
-            index[name] = [seg]
-        else:
-            found.append(seg)
-    msg.segments = segs
-    msg._index = index
-    return msg
+            _valid_names.add(name)
+        kept.append(seg_text)
+        names.append(name)
+    return kept, names

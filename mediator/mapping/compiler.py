@@ -105,6 +105,7 @@ class Compiled:
     run: Rule
     data: bool
     many: bool = False  # returns a list (for_each / list element)
+    wrap: bool = False  # a single value for a repeating element: the caller makes it a list
 
 
 def _none(scope: Scope) -> None:
@@ -288,7 +289,8 @@ class Compiler:
         if isinstance(spec, list):
             if el is None or not el.is_list:
                 raise src.error(f"rule '{where.rule}': a list of rules needs a repeating element")
-            parts = [self.guard(lambda i=i, r=r: self.value(r, src / i, el, where)) for i, r in enumerate(spec)]
+            item_el = Element(el.name, False, el.type, el.complex, el.model)
+            parts = [self.guard(lambda i=i, r=r: self.value(r, src / i, item_el, where)) for i, r in enumerate(spec)]
             runs = [(p.run, p.many) for p in parts]
 
             def run_list(scope: Scope) -> list[Any] | None:
@@ -317,12 +319,7 @@ class Compiler:
             return self.for_each(spec, src, el, where)
         one = self.single(spec, src, el, where)
         if el is not None and el.is_list and not one.many:
-            run1 = one.run
-
-            def as_list(scope: Scope) -> list[Any] | None:
-                v = run1(scope)
-                return None if v is None else [v]
-            return Compiled(as_list, one.data, True)
+            one.wrap = True  # fields() puts the single value in a list
         return one
 
     def for_each(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
@@ -646,17 +643,17 @@ class Compiler:
                     + _suggest(name, known)))
                 continue
             c = self.guard(lambda spec=spec, src=src, el=el, name=name: self.value(spec, src, el, where.sub(name)))
-            compiled.append((name, c.run, c.data))
-        any_data = any(d for _, _, d in compiled)
+            compiled.append((name, c.run, c.data, c.wrap))
+        any_data = any(d for _, _, d, _ in compiled)
         items = tuple(compiled)
 
         def run_fields(scope: Scope) -> dict[str, Any] | None:
             out: dict[str, Any] = {}
             has = False
-            for name, run, data in items:
+            for name, run, data, wrap in items:
                 v = run(scope)
                 if v is not None:
-                    out[name] = v
+                    out[name] = [v] if wrap else v
                     if data:
                         has = True
             if any_data and not has:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from mediator.hl7v2 import REPETITION, unescape
 from mediator.mapping.model import Scope
 
 
@@ -24,9 +26,38 @@ class Function:
     doc: str
 
 
-def _text(node: Any, rel: str) -> str:
-    v = node.get(rel) if node is not None else None
+@lru_cache(maxsize=256)
+def _indexes(rel: str) -> tuple[int, int] | None:
+    c, _, s = rel.partition(".")
+    if c.isdigit() and (not s or s.isdigit()):
+        return int(c), int(s or 0)
+    return None
+
+
+def _text(node: Any, rel: str, msg: Any = None) -> str:
+    """Component ``c`` or ``c.s`` of a field repetition (the fast path), else ``node.get(rel)``."""
+    if node is None:
+        return ""
+    idx = _indexes(rel)
+    if idx is not None and msg is not None and node.level == REPETITION:
+        d = msg.delimiters
+        comps = node.raw.split(d.component)
+        c, sub = idx
+        v = comps[c - 1] if c <= len(comps) else ""
+        if sub:
+            parts = v.split(d.subcomponent)
+            v = parts[sub - 1] if sub <= len(parts) else ""
+        if d.escape in v:
+            v = unescape(v, d, msg.encoding)
+        return v.strip()
+    v = node.get(rel)
     return v.strip() if v else ""
+
+
+@lru_cache(maxsize=4096)
+def _fill(template: str, facility: str, authority: str) -> str:
+    return template.replace("{facility}", quote(facility, safe="-._~")).replace(
+        "{authority}", quote(authority, safe="-._~"))
 
 
 def identifier_kind(scope: Scope, node: Any, args: dict[str, Any]) -> str | None:
@@ -36,12 +67,12 @@ def identifier_kind(scope: Scope, node: Any, args: dict[str, Any]) -> str | None
     if args.get("kind"):
         return args["kind"]
     cfg = scope.ctx.identifiers
-    authority = _text(node, args.get("authority", "4.1"))
+    authority = _text(node, args.get("authority", "4.1"), scope.msg)
     if authority:
         kind = cfg.by_authority.get(authority) or cfg.by_authority.get(authority.upper())
         if kind:
             return kind
-    type_code = _text(node, args.get("type", "5"))
+    type_code = _text(node, args.get("type", "5"), scope.msg)
     if type_code:
         kind = cfg.by_type.get(type_code) or cfg.by_type.get(type_code.upper())
         if kind:
@@ -60,15 +91,14 @@ def identifier_system(scope: Scope, node: Any, args: dict[str, Any]) -> str | No
     if "{" not in template:
         return template
     cfg = scope.ctx.identifiers
-    authority = _text(node, args.get("authority", "4.1"))
+    authority = _text(node, args.get("authority", "4.1"), scope.msg)
     facility = authority if authority and authority.upper() not in cfg.by_authority else ""
     if not facility:
         facility = (scope.msg.get("MSH-4.1") or "").strip()
     authority = authority or facility
     if ("{facility}" in template and not facility) or ("{authority}" in template and not authority):
         return None
-    return template.replace("{facility}", quote(facility, safe="-._~")).replace(
-        "{authority}", quote(authority, safe="-._~"))
+    return _fill(template, facility, authority)
 
 
 def strongest_identifier(scope: Scope, nodes: Any, args: dict[str, Any]) -> str | None:
@@ -77,7 +107,7 @@ def strongest_identifier(scope: Scope, nodes: Any, args: dict[str, Any]) -> str 
     value_path = args.get("value", "1")
     found: dict[str, str] = {}
     for node in nodes or ():
-        value = _text(node, value_path)
+        value = _text(node, value_path, scope.msg)
         if not value:
             continue
         kind = identifier_kind(scope, node, args)

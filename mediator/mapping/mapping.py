@@ -7,6 +7,7 @@ into a FHIR R4 transaction Bundle.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,7 @@ class Mapping:
             body = res.fields(s)
             if body:
                 resource.update(body)
-            entry: dict[str, Any] = {"fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, key)}",
+            entry: dict[str, Any] = {"fullUrl": _urn(key),
                                      "resource": resource}
             if self.bundle_type != "collection":
                 if res.url is not None:
@@ -126,6 +127,17 @@ class Mapping:
                 out.append((name, n))
         return [name if counts[name] == 1 else f"{name}[{n}]" for name, n in out]
 
+
+def _urn(key: str) -> str:
+    """``urn:uuid:`` + the name-based (v5) UUID of ``Type/id``: stable across reruns."""
+    h = bytearray(hashlib.sha1(_NS + key.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"urn:uuid:{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+_NS = uuid.NAMESPACE_URL.bytes
 
 # ------------------------------------------------------------------------------------------ loading
 def _load_fragments(unit: Unit, file: Path, data: Any, locs: Locations, key: tuple[Any, ...]) -> None:

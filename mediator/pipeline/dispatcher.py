@@ -22,8 +22,9 @@ Process = Callable[[QueuedMessage, Any], Awaitable[None]]
 
 
 class Dispatcher:
-    def __init__(self, process: Process, concurrency: int) -> None:
+    def __init__(self, process: Process, concurrency: int, *, enabled: bool = True) -> None:
         self.process = process
+        self.enabled = enabled  # off: an accept-only node; messages wait in the store
         self.concurrency = concurrency
         self._ready: asyncio.Queue[tuple[QueuedMessage, Any]] = asyncio.Queue()
         self._waiting: dict[str, deque[tuple[QueuedMessage, Any]]] = {}  # key -> messages behind the running one
@@ -38,7 +39,7 @@ class Dispatcher:
 
     def submit(self, item: QueuedMessage, parsed: Any = None) -> None:
         """Queue ``item`` (already durable); ``parsed`` is the parsed message when the door has it."""
-        if item.id in self._ids:
+        if not self.enabled or item.id in self._ids:
             return
         self._ids.add(item.id)
         key = item.ordering_key

@@ -102,7 +102,7 @@ Op = Callable[[sqlite3.Connection], Any]
 class SQLiteStore:
     """Queue, transaction log and dedupe in one SQLite file (WAL)."""
 
-    def __init__(self, path: str | Path, *, commit_interval_ms: float = 2.0, max_batch: int = 512,
+    def __init__(self, path: str | Path, *, commit_interval_ms: float = 0.0, max_batch: int = 512,
                  synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.commit_interval = commit_interval_ms / 1000.0
@@ -165,7 +165,28 @@ class SQLiteStore:
                     stop = True
                     break
                 batch.append(item)
-            results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            results = self._apply(conn, batch)
+            self.commits += 1
+            self.committed_ops += len(batch)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(_resolve_all, results)
+        conn.close()
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, batch: list[tuple[Op, asyncio.Future[Any]]]
+               ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Run a batch in one transaction. Should one operation fail, the batch is replayed with a
+        savepoint around each operation so that only the failing one is refused."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [fn(conn) for fn, _ in batch]
+            conn.execute("COMMIT")
+            return [(fut, True, v) for (_, fut), v in zip(batch, values, strict=True)]
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, fut in batch:
                 conn.execute("SAVEPOINT op")
@@ -173,20 +194,17 @@ class SQLiteStore:
                     value = fn(conn)
                     conn.execute("RELEASE op")
                     results.append((fut, True, value))
-                except Exception as exc:  # one bad operation must not sink the batch
+                except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((fut, False, exc))
-            try:
-                conn.execute("COMMIT")
-            except Exception as exc:
-                log.error("store.commit_failed", error=type(exc).__name__)
-                results = [(fut, False, exc) for fut, _, _ in results]
-            self.commits += 1
-            self.committed_ops += len(batch)
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(_resolve_all, results)
-        conn.close()
+            conn.execute("COMMIT")
+        except Exception as exc:  # the commit itself failed (disk full, I/O error): nothing is durable
+            log.error("store.commit_failed", error=type(exc).__name__)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(fut, False, exc) for _, fut in batch]
+        return results
 
     def _submit(self, fn: Op) -> asyncio.Future[Any]:
         assert self._loop is not None, "store not opened"

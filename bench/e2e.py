@@ -1,0 +1,96 @@
+"""End to end: ADT^A01 over MLLP → accepted → mapped → validated → delivered to the shared record.
+
+Side by side in one run:
+- the naive pipeline: hl7apy parse + fhir.resources build (Patient, Encounter, Practitioner) +
+  Bundle validation, in-process, one message at a time (no I/O at all);
+- the mediator: `mediator serve` (shipped config: SQLite, group commit, sandbox shared record reached
+  over real HTTP), 8 MLLP connections; time from the first send until the last transaction is
+  Successful.
+Targets (issue #2): >= 20x the naive pipeline and >= 800 msg/s.
+
+    python bench/e2e.py [--count 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from harness import cpu_note, get_json, mediator_server, run_load, table
+
+from mediator.testing import adt_message
+
+
+def naive_rate(n: int) -> float:
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.encounter import Encounter
+    from fhir.resources.R4B.patient import Patient
+    from fhir.resources.R4B.practitioner import Practitioner
+    from hl7apy.parser import parse_message
+
+    msgs = [adt_message(i) for i in range(n)]
+    start = time.perf_counter()
+    for text in msgs:
+        m = parse_message(text, find_groups=True)
+        pid, pv1 = m.pid, m.pv1
+        ids = [{"system": f"urn:authority:{r.cx_4.value}", "value": r.cx_1.value} for r in pid.pid_3]
+        names = [{"family": r.xpn_1.value, "given": [r.xpn_2.value]} for r in pid.pid_5]
+        dob = pid.pid_7.value
+        patient = Patient(id=f"p{ids[0]['value']}", identifier=ids, name=names,
+                          gender={"M": "male", "F": "female"}.get(pid.pid_8.value, "unknown"),
+                          birthDate=f"{dob[:4]}-{dob[4:6]}-{dob[6:8]}")
+        doc = pv1.pv1_7
+        pract = Practitioner(id=f"d{doc.xcn_1.value}", identifier=[{"system": "urn:inpe", "value": doc.xcn_1.value}],
+                             name=[{"family": doc.xcn_2.value, "given": [doc.xcn_3.value]}])
+        enc = Encounter(id=f"e{pv1.pv1_19.cx_1.value}", status="in-progress",
+                        **{"class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"}},
+                        subject={"reference": f"Patient/{patient.id}"},
+                        participant=[{"individual": {"reference": f"Practitioner/{pract.id}"}}])
+        bundle = Bundle(type="transaction", entry=[
+            {"resource": r, "request": {"method": "PUT", "url": f"{r.get_resource_type()}/{r.id}"}}
+            for r in (patient, pract, enc)])
+        Bundle.model_validate(bundle.model_dump())
+    return n / (time.perf_counter() - start)
+
+
+def mediator_rate(count: int, connections: int) -> tuple[float, float, dict[str, int]]:
+    with mediator_server() as (http_port, mllp_port, _data):
+        base = f"http://127.0.0.1:{http_port}"
+        run_load(mllp_port, connections=connections, count=400, start_index=50_000_000)  # warm up
+        wait_done(base, 400)
+        start = time.perf_counter()
+        load = run_load(mllp_port, connections=connections, count=count)
+        statuses = wait_done(base, 400 + count)
+        elapsed = time.perf_counter() - start
+        return count / elapsed, load["msg_per_s"], statuses
+
+
+def wait_done(base: str, total: int, timeout: float = 600) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = get_json(base + "/api/stats")["statuses"]
+        if sum(v for k, v in statuses.items() if k not in ("Queued", "Processing")) >= total:
+            return statuses
+        time.sleep(0.05)
+    raise RuntimeError("transactions not finished in time")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=4000)
+    ap.add_argument("--connections", type=int, default=8)
+    a = ap.parse_args()
+    naive_rate(5)  # warm up imports
+    naive = naive_rate(100)
+    ours, accept_rate, statuses = mediator_rate(a.count, a.connections)
+    print(f"end to end ADT^A01 -> shared record, {a.count} messages, {a.connections} MLLP connections ({cpu_note()})")
+    print(table([
+        ("pipeline", "msg/s", "note"),
+        ("naive (hl7apy + fhir.resources)", f"{naive:.1f}", "in-process, no I/O, no durability"),
+        ("mediator end to end", f"{ours:.0f}", f"ACKs at {accept_rate:.0f} msg/s; final statuses {statuses}"),
+    ]))
+    print(f"mediator / naive = {ours / naive:.1f}x  (target >= 20x and >= 800 msg/s)")
+
+
+if __name__ == "__main__":
+    main()
