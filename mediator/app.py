@@ -20,9 +20,9 @@ from mediator.config import AppConfig, ChannelConfig, ConfigError, load_channels
 from mediator.inbound.auth import auth_middleware
 from mediator.inbound.http import add_inbound_routes
 from mediator.inbound.mllp import MllpServer
-from mediator.mapping import Mapping, MappingContext, load_mappings
+from mediator.mapping import Mapping, load_mappings
 from mediator.pipeline.dispatcher import Dispatcher
-from mediator.pipeline.steps import Pipeline
+from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations
 from mediator.routes.destination import Destination
 from mediator.store.base import QueuedMessage
 from mediator.store.sqlite import SQLiteStore
@@ -68,6 +68,7 @@ class Node:
         self.store: SQLiteStore | None = None
         self.dispatcher: Dispatcher | None = None
         self.destinations: dict[str, Destination] = {}
+        self.workers: WorkerSupervisor | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -78,10 +79,9 @@ class Node:
                                          max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)
         await store.open()
 
-        pipeline = Pipeline(store=store, router=router, mappings=mappings, destinations=self.destinations,
-                            context=MappingContext(identifiers=cfg.identifiers))
-        self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency,
-                                                  enabled=cfg.worker.enabled)
+        pipeline = make_pipeline(cfg, store, (channels, mappings), self.destinations)
+        in_process = cfg.worker.enabled and cfg.worker.processes == 0
+        self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency, enabled=in_process)
 
         def is_ready() -> bool:
             return self.ready
@@ -109,10 +109,7 @@ class Node:
             self.http_port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
         cfg.http.port = self.http_port
 
-        for name, dcfg in cfg.destinations.items():
-            dest = Destination(name, dcfg, cfg.self_base_url)
-            await dest.open()
-            self.destinations[name] = dest
+        self.destinations.update(await open_destinations(cfg))
 
         if cfg.mllp.enabled:
             self.mllp = MllpServer(hl7_door, cfg.mllp)
@@ -128,11 +125,14 @@ class Node:
             "mediator_store_committed_ops": ("operations committed since start", lambda: store.committed_ops),
         }))
 
-        pending = await store.pending() if cfg.worker.enabled else []
+        pending = await store.pending() if in_process else []
         for item in pending:
             dispatcher.submit(item, None)
-        if cfg.worker.enabled:
+        if in_process:
             dispatcher.start()
+        elif cfg.worker.enabled:
+            self.workers = WorkerSupervisor(cfg, store, cfg.worker.processes)
+            await self.workers.start()
         self.ready = True
         demo = [c.username for c in cfg.auth.clients if c.demo]
         if demo:
@@ -145,6 +145,8 @@ class Node:
         self.ready = False
         if self.mllp:
             await self.mllp.close()
+        if self.workers:
+            await self.workers.stop()
         if self.dispatcher:
             await self.dispatcher.drain(drain_timeout)
             await self.dispatcher.stop()

@@ -42,6 +42,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A worker process, started by `mediator serve` when worker.processes > 0 (not for direct use)."""
+    from pathlib import Path
+
+    from mediator.pipeline.worker import die_with_parent
+
+    die_with_parent()  # first: a node killed while this worker starts must not leave it behind
+
+    from mediator import logs
+    from mediator.pipeline.worker import read_state, run_worker
+
+    cfg = read_state(Path(args.state))
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    asyncio.run(run_worker(cfg, args.partition, args.partitions, args.parent))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from mediator.app import load_definitions
 
@@ -112,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--mllp-port", type=int)
     serve.add_argument("--data-dir")
     serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="(internal) a worker process started by serve")
+    worker.add_argument("--state", required=True)
+    worker.add_argument("--partition", type=int, required=True)
+    worker.add_argument("--partitions", type=int, required=True)
+    worker.add_argument("--parent", type=int, required=True, help="the node's pid; the worker ends with it")
+    worker.set_defaults(func=cmd_worker)
 
     check = sub.add_parser("check", help="validate config.yaml, channels and mappings (file:line: problem)")
     check.add_argument("--config", default="config.yaml")

@@ -51,8 +51,11 @@ class StoreConfig(_Model):
 class WorkerConfig(_Model):
     enabled: bool = Field(True, description="process accepted messages on this node (off: accept only)")
     concurrency: int = Field(32, gt=0, description="messages processed at once (different patients)")
-    poll_interval_ms: float = Field(50.0, gt=0)
-    lease_s: float = Field(120.0, gt=0, description="a claimed message not finished by then is retried")
+    processes: int = Field(
+        0, ge=0, le=64,
+        description="0: process in the node's own process; N: N worker processes, each owning the patients "
+                    "whose ordering key falls in its partition (uses more cores, keeps ACKs fast)")
+    poll_interval_ms: float = Field(10.0, gt=0, description="worker processes: how often an idle worker looks")
 
 
 class IdentifierConfig(_Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,31 @@ class Harness:
                 raise AssertionError(f"transaction {tx_id} stuck in {tx['status']}")
             await asyncio.sleep(0.02)
 
-    async def wait_idle(self, timeout: float = 20) -> None:
-        assert self.node.dispatcher is not None
-        assert await self.node.dispatcher.drain(timeout)
+    async def wait_idle(self, timeout: float = 30) -> dict[str, int]:
+        """Wait until no transaction is queued or in processing; returns the counts per status."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            statuses = (await self.get_json("/api/stats"))["statuses"]
+            if not statuses.get("Queued") and not statuses.get("Processing"):
+                return statuses
+            if loop.time() > deadline:
+                raise AssertionError(f"still busy: {statuses}")
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def make_harness(data_dir: Path, **overrides: object) -> AsyncIterator[Harness]:
+    """A node on the shipped config.yaml (ephemeral ports, ``data_dir``), with ``section__key`` overrides."""
+    cfg = node_config(data_dir, **overrides)
+    async with running_node(cfg) as node, aiohttp.ClientSession() as session:
+        yield Harness(node, session)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    cfg = node_config(tmp_path / "data")
-    async with running_node(cfg) as node, aiohttp.ClientSession() as session:
-        yield Harness(node, session)  # type: ignore[arg-type]
+    async with make_harness(tmp_path / "data") as h:
+        yield h
 
 
 def fixture_text(name: str) -> str:

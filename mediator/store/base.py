@@ -116,7 +116,9 @@ class TransactionFilter:
 class Store(Protocol):
     """Durable queue + transaction log + dedupe. Every method is safe to call from the event loop."""
 
-    async def open(self) -> None: ...
+    async def open(self, *, recover: bool = True) -> None:
+        """Open the store; ``recover`` (the owning node only) re-queues messages left in processing."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -129,6 +131,18 @@ class Store(Protocol):
 
     async def reject(self, record: InboundRecord) -> str:
         """Keep a refused message in the log (status Rejected); returns its id."""
+        ...
+
+    async def claimable(self, partition: int, partitions: int, after_seq: int, limit: int = 256
+                        ) -> list[tuple[int, QueuedMessage]]:
+        """Queued messages of one worker partition after position ``after_seq``, oldest first.
+
+        A patient's messages always fall in the same partition, so per-patient order holds across workers.
+        """
+        ...
+
+    async def requeue(self, partition: int, partitions: int) -> int:
+        """Put a dead worker's in-processing messages back in the queue; returns how many."""
         ...
 
     async def pending(self) -> list[QueuedMessage]:

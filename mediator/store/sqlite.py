@@ -12,6 +12,7 @@ import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     control_id TEXT NOT NULL DEFAULT '',
     sender TEXT NOT NULL DEFAULT '',
     ordering_key TEXT NOT NULL DEFAULT '',
+    partition_key INTEGER NOT NULL DEFAULT 0,
     content_type TEXT NOT NULL DEFAULT '',
     body BLOB NOT NULL,
     ack TEXT NOT NULL DEFAULT '',
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     rerun_of TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tx_status ON transactions(status, seq);
+CREATE INDEX IF NOT EXISTS tx_queue ON transactions(seq) WHERE status IN ('Queued', 'Processing');
 CREATE INDEX IF NOT EXISTS tx_channel ON transactions(channel, seq);
 CREATE INDEX IF NOT EXISTS tx_control ON transactions(control_id);
 CREATE INDEX IF NOT EXISTS tx_received ON transactions(received_at);
@@ -125,13 +128,17 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
-    async def open(self) -> None:
+    async def open(self, *, recover: bool = True) -> None:
+        """Open (creating the schema); ``recover`` puts messages left in processing back in the queue.
+
+        Only the node that owns the store recovers; worker processes open it with ``recover=False``.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         conn = self._connect()
         conn.executescript(SCHEMA)
-        # A message a dead process was working on goes back to the queue.
-        conn.execute("UPDATE transactions SET status=? WHERE status=?", (Status.QUEUED, Status.PROCESSING))
+        if recover:  # a message a dead process was working on goes back to the queue
+            conn.execute("UPDATE transactions SET status=? WHERE status=?", (Status.QUEUED, Status.PROCESSING))
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="sqlite-writer",
                                         daemon=True)
         self._writer.start()
@@ -233,6 +240,24 @@ class SQLiteStore:
         record.status = Status.REJECTED
         await self._submit(lambda conn: _insert(conn, record))
         return record.id
+
+    async def claimable(self, partition: int, partitions: int, after_seq: int, limit: int = 256
+                        ) -> list[tuple[int, QueuedMessage]]:
+        """Queued messages of one partition (``partition_key % partitions``) after ``after_seq``, in order."""
+        def q(conn: sqlite3.Connection) -> list[tuple[int, QueuedMessage]]:
+            rows = conn.execute(
+                "SELECT seq, id, channel, protocol, content_type, body, ordering_key, received_at, attempts "
+                "FROM transactions WHERE status IN ('Queued', 'Processing') AND seq > ? AND status = 'Queued' "
+                "AND partition_key % ? = ? ORDER BY seq LIMIT ?", (after_seq, partitions, partition, limit)).fetchall()
+            return [(r[0], QueuedMessage(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8])) for r in rows]
+        return await self._read(q)
+
+    async def requeue(self, partition: int, partitions: int) -> int:
+        """Put one partition's messages in processing back in the queue (its worker died)."""
+        def op(conn: sqlite3.Connection) -> int:
+            return conn.execute("UPDATE transactions SET status=? WHERE status=? AND partition_key % ? = ?",
+                                (Status.QUEUED, Status.PROCESSING, partitions, partition)).rowcount
+        return int(await self._submit(op))
 
     async def pending(self) -> list[QueuedMessage]:
         def q(conn: sqlite3.Connection) -> list[QueuedMessage]:
@@ -364,14 +389,20 @@ def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_exception(value)
 
 
+def partition_key(ordering_key: str) -> int:
+    """A stable number for an ordering key: messages of one patient always land in one partition."""
+    return zlib.crc32(ordering_key.encode("utf-8"))
+
+
 def _insert(conn: sqlite3.Connection, r: InboundRecord) -> int:
     now = time.time()
     cur = conn.execute(
         "INSERT INTO transactions (id, received_at, updated_at, channel, protocol, transport, client, status, "
-        "message_type, control_id, sender, ordering_key, content_type, body, ack, ack_code, error, rerun_of) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "message_type, control_id, sender, ordering_key, partition_key, content_type, body, ack, ack_code, error, "
+        "rerun_of) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (r.id, r.received_at, now, r.channel, r.protocol, r.transport, r.client, r.status.value, r.message_type,
-         r.control_id, r.sender, r.ordering_key, r.content_type, r.body, r.ack, r.ack_code, r.error, r.rerun_of))
+         r.control_id, r.sender, r.ordering_key, partition_key(r.ordering_key or r.id), r.content_type, r.body,
+         r.ack, r.ack_code, r.error, r.rerun_of))
     seq = cur.lastrowid
     if r.identifiers:
         conn.executemany("INSERT OR IGNORE INTO tx_identifiers VALUES (?, ?)",

@@ -1,0 +1,167 @@
+"""Worker processes: the pipeline in its own process, fed from the store's queue.
+
+With ``worker.processes: N`` the node only receives, stores and acknowledges; N worker processes
+each take the messages of one partition (a hash of the ordering key, so one patient's messages
+always go to the same worker, in order) and run the pipeline. The node supervises them: a worker
+that dies has its in-flight messages re-queued and is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+import structlog
+
+from mediator.accept.channels import ChannelRouter
+from mediator.config import AppConfig
+from mediator.mapping import MappingContext
+from mediator.pipeline.dispatcher import Dispatcher
+from mediator.pipeline.steps import Pipeline
+from mediator.routes.destination import Destination
+from mediator.store.base import Store
+from mediator.store.sqlite import SQLiteStore
+
+log = structlog.get_logger(__name__)
+
+CLAIM_BATCH = 512
+MAX_BACKLOG = 4096
+
+
+async def open_destinations(cfg: AppConfig) -> dict[str, Destination]:
+    out = {}
+    for name, dcfg in cfg.destinations.items():
+        dest = Destination(name, dcfg, cfg.self_base_url)
+        await dest.open()
+        out[name] = dest
+    return out
+
+
+def make_pipeline(cfg: AppConfig, store: Store, channels_and_mappings: tuple, destinations: dict[str, Destination]
+                  ) -> Pipeline:
+    channels, mappings = channels_and_mappings
+    return Pipeline(store=store, router=ChannelRouter(channels), mappings=mappings, destinations=destinations,
+                    context=MappingContext(identifiers=cfg.identifiers))
+
+
+def write_state(cfg: AppConfig, path: Path) -> None:
+    """The node's effective configuration (after command-line overrides), for its workers."""
+    path.write_bytes(orjson.dumps({"config": cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}))
+
+
+def read_state(path: Path) -> AppConfig:
+    state = orjson.loads(path.read_bytes())
+    cfg = AppConfig.model_validate(state["config"])
+    cfg.base_dir = state["base_dir"]
+    return cfg
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the node (our parent) dies, even by kill -9."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: int) -> None:
+    """Run one worker until SIGTERM or until its node (``parent``) is gone."""
+    from mediator.app import load_definitions
+
+    if os.getppid() != parent:
+        log.warning("worker.orphaned", partition=partition)
+        return
+    definitions = load_definitions(cfg)
+    store = SQLiteStore(cfg.store_path, commit_interval_ms=cfg.store.commit_interval_ms,
+                        max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)
+    await store.open(recover=False)
+    destinations = await open_destinations(cfg)
+    pipeline = make_pipeline(cfg, store, definitions, destinations)
+    dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
+    dispatcher.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    idle = cfg.worker.poll_interval_ms / 1000
+    log.info("worker.started", partition=partition, partitions=partitions)
+    last = 0
+    try:
+        while not stop.is_set():
+            if os.getppid() != parent:
+                log.warning("worker.orphaned", partition=partition)
+                break
+            if dispatcher.backlog > MAX_BACKLOG:
+                await asyncio.sleep(idle)
+                continue
+            batch = await store.claimable(partition, partitions, last, CLAIM_BATCH)
+            for seq, item in batch:
+                dispatcher.submit(item, None)
+                last = seq
+            if len(batch) < CLAIM_BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle)
+    finally:
+        await dispatcher.drain(10.0)
+        await dispatcher.stop()
+        for dest in destinations.values():
+            await dest.close()
+        await store.close()
+        log.info("worker.stopped", partition=partition)
+
+
+class WorkerSupervisor:
+    """Starts the worker processes of a node, restarts any that dies, stops them with the node."""
+
+    def __init__(self, cfg: AppConfig, store: Store, count: int) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.count = count
+        self.state = cfg.data_path / "worker-state.json"
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.restarts = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        write_state(self.cfg, self.state)
+        for i in range(self.count):
+            await self._spawn(i)
+            self._tasks.append(asyncio.get_running_loop().create_task(self._watch(i)))
+
+    async def _spawn(self, partition: int) -> None:
+        self.procs[partition] = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mediator", "worker", "--state", str(self.state), "--partition", str(partition),
+            "--partitions", str(self.count), "--parent", str(os.getpid()))
+
+    async def _watch(self, partition: int) -> None:
+        while not self._stopping:
+            code = await self.procs[partition].wait()
+            if self._stopping:
+                return
+            self.restarts += 1
+            requeued = await self.store.requeue(partition, self.count)
+            log.error("worker.died", partition=partition, exit_code=code, requeued=requeued)
+            await asyncio.sleep(1.0)
+            if not self._stopping:
+                await self._spawn(partition)
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        self._stopping = True
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
