@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import re
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +37,7 @@ log = structlog.get_logger(__name__)
 
 STORE_KEY: web.AppKey[ShrStore] = web.AppKey("shr_store", ShrStore)
 _BASE_KEY: web.AppKey[str | None] = web.AppKey("shr_base_url", str)
+_EXECUTOR_KEY = web.AppKey("shr_executor", ThreadPoolExecutor)
 _ACCEPTED_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "")
 _DEFAULT_COUNT = 50
 _MAX_COUNT = 1000
@@ -42,8 +45,11 @@ _IGNORED_PARAMS = frozenset({"_format", "_pretty", "_count", "_offset", "_summar
 _SEARCH_PARAMS = frozenset({"identifier", "patient", "subject", "_id"})
 
 
-def _store(request: web.Request) -> ShrStore:
-    return request.app[STORE_KEY]
+async def _call(request: web.Request, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Run a store method on the store's own thread: SQLite work (commits included) then does not
+    hold up the event loop, which matters when the sandbox shares a process with the mediator."""
+    fn = functools.partial(getattr(request.app[STORE_KEY], method), *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(request.app[_EXECUTOR_KEY], fn)
 
 
 def _base(request: web.Request) -> str:
@@ -76,13 +82,13 @@ def _version_headers(version: int, last_updated: str) -> dict[str, str]:
     return {"ETag": f'W/"{version}"', "Last-Modified": last_updated}
 
 
-def _write_response(request: web.Request, result: EntryResult) -> web.Response:
+async def _write_response(request: web.Request, result: EntryResult) -> web.Response:
     headers = _version_headers(result.version, result.last_updated)
     headers["Location"] = f"{_base(request)}/{result.location}"
     status = int(result.status.split(" ", 1)[0])
     if result.resource is not None:
         return fhir_json_response(result.resource, status=status, headers=headers)
-    raw = _store(request).read(result.type, result.id, result.version)
+    raw = await _call(request, "read", result.type, result.id, result.version)
     if raw is None or raw[0] is None:
         return web.Response(status=status, headers=headers)
     return fhir_json_response(raw[0], status=status, headers=headers)
@@ -129,7 +135,7 @@ async def _transaction(request: web.Request) -> web.Response:
     doc = await _body(request)
     if doc.get("resourceType") != "Bundle":
         raise FhirInputError(400, "invalid", "POST to the base expects a Bundle", "resourceType")
-    result = _store(request).process_bundle(doc)
+    result = await _call(request, "process_bundle", doc)
     return fhir_json_response(result)
 
 
@@ -191,7 +197,7 @@ async def _read(request: web.Request) -> web.Response:
         if not vid_text.isdigit():
             raise FhirInputError(400, "invalid", "version id must be an integer")
         vid = int(vid_text)
-    row = _store(request).read(rtype, rid, vid)
+    row = await _call(request, "read", rtype, rid, vid)
     if row is None:
         what = f"{rtype}/{rid}" + (f"/_history/{vid}" if vid is not None else "")
         raise FhirInputError(404, "not-found", f"{what} is not known")
@@ -213,22 +219,22 @@ async def _update(request: web.Request) -> web.Response:
         if not m:
             raise FhirInputError(400, "invalid", "bad If-Match header")
         vid = int(m.group(1))
-    return _write_response(request, _store(request).put(rtype, rid, doc, if_match=vid))
+    return await _write_response(request, await _call(request, "put", rtype, rid, doc, if_match=vid))
 
 
 async def _create(request: web.Request) -> web.Response:
     rtype = request.match_info["type"]
     _check_type(rtype)
     doc = await _body(request)
-    result = _store(request).create(rtype, doc, if_none_exist=request.headers.get("If-None-Exist"))
-    return _write_response(request, result)
+    result = await _call(request, "create", rtype, doc, if_none_exist=request.headers.get("If-None-Exist"))
+    return await _write_response(request, result)
 
 
 async def _delete(request: web.Request) -> web.Response:
     rtype, rid = request.match_info["type"], request.match_info["id"]
     _check_type(rtype)
     _check_id(rid)
-    _store(request).delete(rtype, rid)
+    await _call(request, "delete", rtype, rid)
     return outcome_response(
         200, severity="information", code="informational", diagnostics=f"deleted {rtype}/{rid}"
     )
@@ -257,7 +263,7 @@ async def _search(request: web.Request) -> web.Response:
                 400, "not-supported", f"unknown search parameter {name[:64]!r} for {rtype}", name
             )
         params.append((name, value))
-    page = _store(request).search(rtype, params, count=count, offset=offset)
+    page = await _call(request, "search", rtype, params, count=count, offset=offset)
     base = _base(request)
     query = urlencode(params, safe="|/,:")
     sep = "&" if query else ""
@@ -271,7 +277,7 @@ async def _search(request: web.Request) -> web.Response:
 async def _everything(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
     _check_id(rid)
-    raws = _store(request).everything(rid)
+    raws = await _call(request, "everything", rid)
     if raws is None:
         raise FhirInputError(404, "not-found", f"Patient/{rid} is not known")
     base = _base(request)
@@ -311,8 +317,10 @@ def create_shr_app(db_path: Path, *, base_url: str | None = None) -> web.Applica
     app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024 + 1)
     app[_BASE_KEY] = base_url
     app[STORE_KEY] = ShrStore(Path(db_path))
+    app[_EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shr-store")
 
     async def _close(app: web.Application) -> None:
+        app[_EXECUTOR_KEY].shutdown(wait=True)
         app[STORE_KEY].close()
 
     app.on_cleanup.append(_close)
