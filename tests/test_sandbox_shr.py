@@ -251,3 +251,19 @@ async def test_rest_create_update_delete_and_metadata(client: TestClient) -> Non
     assert (await client.get(f"{BASE}/Patient/{pid}")).status == 410
     meta = await (await client.get(f"{BASE}/metadata")).json(content_type=None)
     assert meta["resourceType"] == "CapabilityStatement" and meta["fhirVersion"] == "4.0.1"
+
+
+async def test_concurrent_transactions_share_commits_but_fail_alone(client: TestClient) -> None:
+    import asyncio
+
+    def put(pid: str) -> dict[str, Any]:
+        return {"resource": patient(pid, cin=f"C{pid}"), "request": {"method": "PUT", "url": f"Patient/{pid}"}}
+
+    # a failure discovered while writing (Patient/dup twice) must roll back only its own bundle
+    bundles = [tx(put(f"g{i}")) if i % 5 else tx(put(f"g{i}"), put("dup"), put("dup")) for i in range(40)]
+    results = await asyncio.gather(*(post_bundle(client, b) for b in bundles))
+    for i, (status, _) in enumerate(results):
+        assert status == (200 if i % 5 else 400), i
+        found = (await client.get(f"{BASE}/Patient/g{i}")).status
+        assert found == (200 if i % 5 else 404), i
+    assert (await client.get(f"{BASE}/Patient/dup")).status == 404

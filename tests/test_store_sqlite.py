@@ -116,10 +116,10 @@ async def test_filters_and_pagination(store: SQLiteStore) -> None:
 async def test_attempts_rerun_and_audit(store: SQLiteStore) -> None:
     r = record(1, identifiers=["CIN1"])
     await store.accept(r)
-    await store.record_attempt(RouteAttempt(r.id, "shr", 1, time.time(), 12.5, "http://x", "{}", 503, "busy",
-                                            "", "retry"))
-    await store.record_attempt(RouteAttempt(r.id, "shr", 2, time.time(), 8.0, "http://x", "{}", 200, "ok", "",
-                                            "delivered"))
+    await store.record_attempts([RouteAttempt(r.id, "shr", 1, time.time(), 12.5, "http://x", "{}", 503, "busy",
+                                              "", "retry")])
+    await store.mark(r.id, Status.SUCCESSFUL, attempts=2, attempts_log=[
+        RouteAttempt(r.id, "shr", 2, time.time(), 8.0, "http://x", "{}", 200, "ok", "", "delivered")])
     tx = await store.get_transaction(r.id)
     assert tx is not None
     assert [(a["attempt"], a["response_status"], a["outcome"]) for a in tx["attempts_log"]] == [

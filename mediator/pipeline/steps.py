@@ -178,7 +178,9 @@ class Pipeline:
         else:
             error = "; ".join(f"route {o.route}: {o.error}" for o in failed)
             status = Status.COMPLETED_WITH_ERRORS if len(failed) < len(tried) else Status.FAILED
-        await self.store.mark(work.item.id, status, error=error, result=_result(work), attempts=attempts)
+        unrecorded = [a for o in work.outcomes for a in o.unrecorded]
+        await self.store.mark(work.item.id, status, error=error, result=_result(work), attempts=attempts,
+                              attempts_log=unrecorded)
 
 
 def _result(work: Work) -> dict[str, Any]:

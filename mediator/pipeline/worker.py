@@ -76,6 +76,8 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     if os.getppid() != parent:
         log.warning("worker.orphaned", partition=partition)
         return
+    if cfg.worker.nice:
+        os.nice(cfg.worker.nice)
     definitions = load_definitions(cfg)
     store = SQLiteStore(cfg.store_path, commit_interval_ms=cfg.store.commit_interval_ms,
                         max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)

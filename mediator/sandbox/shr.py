@@ -45,6 +45,51 @@ _IGNORED_PARAMS = frozenset({"_format", "_pretty", "_count", "_offset", "_summar
 _SEARCH_PARAMS = frozenset({"identifier", "patient", "subject", "_id"})
 
 
+class _BundleBatcher:
+    """Transaction Bundles posted while the store is busy are applied together in one commit."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.pending: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self.running = False
+
+    async def submit(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending.append((bundle, fut))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[:256], self.pending[256:]
+                store = self.app[STORE_KEY]
+                try:
+                    results = await loop.run_in_executor(self.app[_EXECUTOR_KEY], store.process_bundles,
+                                                         [b for b, _ in batch])
+                except Exception as exc:  # the commit itself failed: every bundle of the batch failed
+                    results = [exc] * len(batch)
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+        finally:
+            self.running = False
+
+
+_BATCHER_KEY = web.AppKey("shr_batcher", _BundleBatcher)
+
+
+def _bundles(app: web.Application) -> _BundleBatcher:
+    return app[_BATCHER_KEY]
+
+
 async def _call(request: web.Request, method: str, *args: Any, **kwargs: Any) -> Any:
     """Run a store method on the store's own thread: SQLite work (commits included) then does not
     hold up the event loop, which matters when the sandbox shares a process with the mediator."""
@@ -135,7 +180,7 @@ async def _transaction(request: web.Request) -> web.Response:
     doc = await _body(request)
     if doc.get("resourceType") != "Bundle":
         raise FhirInputError(400, "invalid", "POST to the base expects a Bundle", "resourceType")
-    result = await _call(request, "process_bundle", doc)
+    result = await _bundles(request.app).submit(doc)
     return fhir_json_response(result)
 
 
@@ -318,6 +363,7 @@ def create_shr_app(db_path: Path, *, base_url: str | None = None) -> web.Applica
     app[_BASE_KEY] = base_url
     app[STORE_KEY] = ShrStore(Path(db_path))
     app[_EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shr-store")
+    app[_BATCHER_KEY] = _BundleBatcher(app)
 
     async def _close(app: web.Application) -> None:
         app[_EXECUTOR_KEY].shutdown(wait=True)

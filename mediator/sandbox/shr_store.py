@@ -433,6 +433,17 @@ class ShrStore:
             f"Bundle.type {str(btype)[:32]!r} cannot be processed here (transaction or batch)", "Bundle.type"
         )
 
+    def process_bundles(self, bundles: list[dict[str, Any]]) -> list[dict[str, Any] | FhirInputError]:
+        """Several Bundles in one commit (group commit); each stays all-or-nothing on its own."""
+        results: list[dict[str, Any] | FhirInputError] = []
+        with self.transaction():
+            for bundle in bundles:
+                try:
+                    results.append(self.process_bundle(bundle))
+                except FhirInputError as exc:
+                    results.append(exc)
+        return results
+
     def _plan_entry(self, entry: Any, i: int) -> _Planned:
         where = f"Bundle.entry[{i}]"
         if not isinstance(entry, dict):
@@ -560,16 +571,25 @@ class ShrStore:
 
 
 class _Tx:
-    __slots__ = ("_db",)
+    """A transaction, or a savepoint when one is already open (group commit of several bundles)."""
+
+    __slots__ = ("_db", "_nested")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self._nested = False
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._nested = self._db.in_transaction
+        self._db.execute("SAVEPOINT tx" if self._nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if self._nested:
+            if exc_type is not None:
+                self._db.execute("ROLLBACK TO tx")
+            self._db.execute("RELEASE tx")
+        else:
+            self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 @dataclass(slots=True)

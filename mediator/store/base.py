@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -150,9 +151,11 @@ class Store(Protocol):
         ...
 
     async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
-                   attempts: int | None = None) -> None: ...
+                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = ()) -> None:
+        """Set a transaction's status (and result), recording route attempts in the same write."""
+        ...
 
-    async def record_attempt(self, attempt: RouteAttempt) -> None: ...
+    async def record_attempts(self, attempts: Sequence[RouteAttempt]) -> None: ...
 
     async def list_transactions(self, flt: TransactionFilter) -> list[dict[str, Any]]: ...
 

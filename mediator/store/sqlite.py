@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -271,23 +271,22 @@ class SQLiteStore:
         return await self._read(q)
 
     async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
-                   attempts: int | None = None) -> None:
+                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = ()) -> None:
         result_text = orjson.dumps(result).decode() if result is not None else None
+        rows = [_attempt_row(a) for a in attempts_log]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE transactions SET status=?, updated_at=?, error=?, "
                 "result=COALESCE(?, result), attempts=COALESCE(?, attempts) WHERE id=?",
                 (status.value, time.time(), error, result_text, attempts, tx_id))
+            if rows:
+                conn.executemany(_INSERT_ATTEMPT, rows)
         await self._submit(op)
 
-    async def record_attempt(self, a: RouteAttempt) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO route_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (a.tx_id, a.route, a.attempt, a.started_at, a.duration_ms, a.request_url, a.request_body,
-                 a.response_status, a.response_body, a.error, a.outcome))
-        await self._submit(op)
+    async def record_attempts(self, attempts: Sequence[RouteAttempt]) -> None:
+        rows = [_attempt_row(a) for a in attempts]
+        await self._submit(lambda conn: conn.executemany(_INSERT_ATTEMPT, rows))
 
     async def list_transactions(self, flt: TransactionFilter) -> list[dict[str, Any]]:
         where, args = [], []
@@ -380,6 +379,14 @@ _SUMMARY_COLUMNS = (
     "t.message_type, t.control_id, t.sender, t.content_type, t.ack_code, t.error, t.attempts, t.duplicates, "
     "t.rerun_of"
 )
+
+
+_INSERT_ATTEMPT = "INSERT INTO route_attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _attempt_row(a: RouteAttempt) -> tuple[Any, ...]:
+    return (a.tx_id, a.route, a.attempt, a.started_at, a.duration_ms, a.request_url, a.request_body,
+            a.response_status, a.response_body, a.error, a.outcome)
 
 
 def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
