@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import urllib.error
@@ -59,16 +60,51 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fallback_config(path: str) -> AppConfig:
+    """When config.yaml has errors, still find the channels, mappings and destinations it names."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from mediator.config import DestinationConfig
+    from mediator.yamlfile import YamlFileError, load_yaml
+
+    cfg = AppConfig()
+    cfg.base_dir = str(Path(path).resolve().parent)
+    try:
+        raw, _ = load_yaml(path)
+    except YamlFileError:
+        return cfg
+    if not isinstance(raw, dict):
+        return cfg
+    for key in ("channels_dir", "mappings_dir"):
+        if isinstance(raw.get(key), str):
+            setattr(cfg, key, raw[key])
+    for name, dest in (raw.get("destinations") or {}).items() if isinstance(raw.get("destinations"), dict) else ():
+        with contextlib.suppress(ValidationError):
+            cfg.destinations[str(name)] = DestinationConfig.model_validate(dest)
+    return cfg
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate config.yaml, every channel and every mapping; print each problem as file:line: problem."""
     from mediator.app import load_definitions
 
+    errors = []
     try:
         cfg = _load(args)
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        cfg = _fallback_config(args.config)
+    channels, mappings = [], {}
+    try:
         channels, mappings = load_definitions(cfg)
     except ConfigError as exc:
-        for err in exc.errors:
+        errors.extend(exc.errors)
+    if errors:
+        for err in errors:
             print(f"error: {err}", file=sys.stderr)
-        print(f"{len(exc.errors)} problem(s) found", file=sys.stderr)
+        print(f"{len(errors)} problem(s) found", file=sys.stderr)
         return 1
     print(f"ok: {args.config}, {len(channels)} channel(s), {len(mappings)} mapping(s)")
     return 0
