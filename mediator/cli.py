@@ -155,6 +155,33 @@ def cmd_tx_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    """Send HL7 v2 files over MLLP (one message per file, LF or CR line ends) and print each answer."""
+    from pathlib import Path
+
+    from mediator.clients.mllp import MllpClient, ack_code
+
+    host, _, port = args.mllp.rpartition(":")
+
+    async def run() -> int:
+        client = await MllpClient.connect(host or "127.0.0.1", int(port))
+        worst = 0
+        try:
+            for name in args.files:
+                text = Path(name).read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+                answer = await client.send(text, timeout=args.timeout)
+                code = ack_code(answer)
+                worst = max(worst, 0 if code in ("AA", "CA") else 1)
+                print(f"{name}: {code}")
+                if args.verbose or code not in ("AA", "CA"):
+                    print(answer.replace("\r", "\n"))
+        finally:
+            await client.close()
+        return worst
+
+    return asyncio.run(run())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediator", description="Health interoperability layer (HL7 v2, CDA, FHIR)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config.yaml, channels and mappings (file:line: problem)")
     check.add_argument("--config", default="config.yaml")
     check.set_defaults(func=cmd_check)
+
+    send = sub.add_parser("send", help="send HL7 v2 message files over MLLP and print the ACKs")
+    send.add_argument("files", nargs="+")
+    send.add_argument("--mllp", default="127.0.0.1:2575", help="host:port of the MLLP listener")
+    send.add_argument("--timeout", type=float, default=30.0)
+    send.add_argument("-v", "--verbose", action="store_true", help="print every ACK, not only NAKs")
+    send.set_defaults(func=cmd_send)
 
     tx = sub.add_parser("tx", help="transaction log: list, show, rerun").add_subparsers(dest="tx", required=True)
     for name, func in (("list", cmd_tx_list), ("show", cmd_tx_show), ("rerun", cmd_tx_rerun)):

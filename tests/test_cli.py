@@ -76,3 +76,13 @@ async def test_tx_list_show_rerun(harness: Harness) -> None:
     assert out.count('"rerun_of": "' + tx_id) == 1
     code, _, err = await run_cli("tx", "show", "NOPE", *url)
     assert code != 0 and "404" in err
+
+
+async def test_send_prints_each_ack(harness: Harness, tmp_path: Path) -> None:
+    good = tmp_path / "a01.hl7"
+    good.write_text(adt_message(7).replace("\r", "\n"))
+    bad = tmp_path / "bad.hl7"
+    bad.write_text(adt_message(8).replace("|P|2.5|", "|P|9.9|"))
+    code, out, _ = await run_cli("send", str(good), str(bad), "--mllp", f"127.0.0.1:{harness.mllp_port}")
+    assert code == 1
+    assert f"{good}: AA" in out and f"{bad}: AR" in out and "ERR|" in out
