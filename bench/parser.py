@@ -19,10 +19,11 @@ from pathlib import Path
 import hl7
 from hl7apy.parser import parse_message
 
+from mediator.testing import CORPORA
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mediator.hl7v2 import build_ack, parse  # noqa: E402
 
-CORPORA = "/work/shared/corpora"
 OUR_ROUNDS = 20
 HL7APY_SAMPLE = 40  # messages
 HL7APY_DEFAULT_SAMPLE = 15

@@ -7,12 +7,24 @@ CNSS number, names in Latin and Arabic script, INPE of the attending doctor.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from mediator.config import AppConfig, load_config
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _corpora() -> Path:
+    """The shared test corpora: ``$MEDIATOR_CORPORA``, or ``shared/corpora`` beside the checkout."""
+    env = os.environ.get("MEDIATOR_CORPORA")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO.parent / "shared" / "corpora", Path("/work/shared/corpora")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+CORPORA = _corpora()
 
 FAMILIES = [("EL AMRANI", "العمراني"), ("BENJELLOUN", "بنجلون"), ("OUAZZANI", "الوزاني"), ("TAZI", "التازي"),
             ("ALAOUI", "العلوي"), ("BENNANI", "بناني"), ("CHRAIBI", "الشرايبي"), ("FASSI FIHRI", "الفاسي الفهري")]

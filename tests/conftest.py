@@ -15,7 +15,6 @@ from mediator.app import Node
 from mediator.testing import node_config, running_node
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 
 class Harness:

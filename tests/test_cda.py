@@ -17,8 +17,8 @@ from mediator.cda.document import (
     hl7_ts_to_fhir,
 )
 from mediator.cda.safe_xml import UnsafeXmlError, XmlInputError, parse_xml, safe_parser
+from mediator.testing import CORPORA
 
-CORPORA = Path("/work/shared/corpora")
 MS_CCDA = sorted((CORPORA / "ms-fhir-converter" / "ccda").glob("*.ccda"))
 HL7_EXAMPLES = sorted((CORPORA / "hl7-c-cda-examples").rglob("*.xml"))
 needs_corpora = pytest.mark.skipif(not MS_CCDA, reason="corpora not available")

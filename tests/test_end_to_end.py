@@ -6,11 +6,11 @@ import urllib.parse
 
 import aiohttp
 import pytest
-from conftest import CORPORA, Harness, fixture_text, make_harness
+from conftest import Harness, fixture_text, make_harness
 
 from mediator.clients.mllp import MllpClient, ack_code
 from mediator.hl7v2 import parse
-from mediator.testing import adt_message, node_config, running_node
+from mediator.testing import CORPORA, adt_message, node_config, running_node
 
 CIN = "https://dmp.sante.gov.ma/fhir/sid/cin"
 CORPORA_CCDA = CORPORA / "ms-fhir-converter" / "ccda"

@@ -35,9 +35,10 @@ from mediator.fhir.schema import COMPLEX, PRIMITIVE, PRIMITIVE_NAMES, RESOURCE, 
 from mediator.fhir.validate import validate_bundle, validate_bundle_reference
 from mediator.hl7v2 import parse
 from mediator.mapping import MappingContext, load_mappings
+from mediator.testing import CORPORA
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/corpora/ms-fhir-converter/expected")
+CORPUS = CORPORA / "ms-fhir-converter" / "expected"
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2"
 
 #: corpus resources on which the two validators may disagree (file name, resourceType): none today

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -15,8 +13,9 @@ from mediator.fhir.inbound import (
     parse_fhir_json,
 )
 from mediator.fhir.outcome import operation_outcome, outcome_response
+from mediator.testing import CORPORA
 
-EXPECTED = Path("/work/shared/corpora/ms-fhir-converter/expected/hl7v2/ADT_A01/ADT-A01-01-expected.json")
+EXPECTED = CORPORA / "ms-fhir-converter/expected/hl7v2/ADT_A01/ADT-A01-01-expected.json"
 
 
 def test_malformed_json_is_400_with_position() -> None:

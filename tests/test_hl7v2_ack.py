@@ -10,8 +10,8 @@ from hl7apy.parser import parse_message
 
 from mediator.hl7v2 import HL7Error, Message, build_ack, is_ack, parse, sniff_header
 from mediator.hl7v2.ack import new_control_id
+from mediator.testing import CORPORA
 
-CORPORA = "/work/shared/corpora"
 CORPUS = sorted(glob.glob(f"{CORPORA}/ms-fhir-converter/hl7v2/*.hl7")) + sorted(
     glob.glob(f"{CORPORA}/reportstream-v2-to-fhir/**/*.hl7", recursive=True))
 

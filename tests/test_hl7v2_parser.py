@@ -21,8 +21,8 @@ from mediator.hl7v2 import (
     unescape,
     validate_message,
 )
+from mediator.testing import CORPORA
 
-CORPORA = "/work/shared/corpora"
 MS_FILES = sorted(glob.glob(f"{CORPORA}/ms-fhir-converter/hl7v2/*.hl7"))
 RS_FILES = sorted(glob.glob(f"{CORPORA}/reportstream-v2-to-fhir/**/*.hl7", recursive=True))
 CORPUS = MS_FILES + RS_FILES

@@ -9,10 +9,11 @@ import pytest
 from mediator.fhir.validate import validate_bundle
 from mediator.hl7v2 import parse
 from mediator.mapping import Mapping, MappingContext, MappingError, load_mapping, load_mappings
+from mediator.testing import CORPORA
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2"
-CORPUS = Path("/work/shared/corpora/ms-fhir-converter/hl7v2")
+CORPUS = CORPORA / "ms-fhir-converter" / "hl7v2"
 SID = "https://dmp.sante.gov.ma/fhir/sid"
 LANG = "http://hl7.org/fhir/StructureDefinition/language"
 
