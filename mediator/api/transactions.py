@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from mediator.inbound.auth import CLIENT
 from mediator.store.base import QueuedMessage, Status, Store, TransactionFilter
 
 STORE = web.AppKey("store", Store)
@@ -88,7 +89,7 @@ def present(tx: dict[str, Any]) -> dict[str, Any]:
 
 
 def actor_of(request: web.Request) -> str:
-    return request.get("client") or f"anonymous@{request.remote}"
+    return request.get(CLIENT) or f"anonymous@{request.remote}"
 
 
 async def list_transactions(request: web.Request) -> web.Response:

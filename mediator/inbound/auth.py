@@ -16,6 +16,8 @@ from aiohttp import web
 
 from mediator.config import AuthConfig
 
+CLIENT = web.RequestKey("client", str)  # the authenticated client's name, set on the request
+
 OPEN_PREFIXES = ("/healthz", "/readyz", "/metrics", "/shr/", "/sandbox/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,7 +50,7 @@ def auth_middleware(cfg: AuthConfig) -> Callable[[web.Request, Handler], Awaitab
         expected = passwords.get(creds[0]) if creds else None
         if creds is None or expected is None or not hmac.compare_digest(expected, creds[1].encode()):
             return _unauthorized("unknown client or wrong password")
-        request["client"] = creds[0]
+        request[CLIENT] = creds[0]
         return await handler(request)
 
     return middleware

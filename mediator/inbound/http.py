@@ -13,6 +13,7 @@ from aiohttp import web
 from mediator.accept.documents import DocAnswer, DocumentDoor
 from mediator.accept.hl7v2 import Hl7v2Door
 from mediator.fhir.outcome import fhir_json_response, outcome_response
+from mediator.inbound.auth import CLIENT
 
 HL7_TYPES = frozenset({"application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7",
                        "application/hl7-v2+er7"})
@@ -39,7 +40,7 @@ async def read_bounded(request: web.Request, limit: int) -> tuple[bytes, int]:
 
 
 def client_of(request: web.Request) -> str:
-    return request.get("client") or (request.remote or "")
+    return request.get(CLIENT) or (request.remote or "")
 
 
 async def post_hl7v2(request: web.Request) -> web.Response:
