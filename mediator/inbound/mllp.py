@@ -166,7 +166,10 @@ class MllpProtocol(asyncio.Protocol):
                 if self.paused and self.transport and not self.closed:
                     self.paused = False
                     self.transport.resume_reading()
-                answers = await asyncio.gather(*(self._handle(door, f) for f in batch))
+                if len(batch) == 1:  # the common case (a sender waiting for each ACK): no task needed
+                    answers = [await self._handle(door, batch[0])]
+                else:  # pipelined frames: accept them together so they share one commit
+                    answers = await asyncio.gather(*(self._handle(door, f) for f in batch))
                 if self.closed or self.transport is None:
                     continue
                 out = bytearray()
