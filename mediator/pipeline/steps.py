@@ -1,6 +1,9 @@
 """Processing one accepted message: the steps, in order, as plain functions.
 
-    parse → resolve → map → validate → route → record
+    parse → map → resolve → validate → route → record
+
+(``resolve`` works on the mapped Bundle: it links the Patient to the client registry's golden
+record and checks professionals and facilities against the provider registry.)
 
 Each step takes the :class:`Work` of one transaction and fills in its part; a step that cannot go
 on raises :class:`StepFailed` with a reason an operator can act on (no patient data in it). The
@@ -105,7 +108,7 @@ class Pipeline:
         await self.record(work)
 
     def steps(self) -> list[tuple[str, Callable[[Work], Awaitable[None]]]]:
-        return [("parse", self.parse), ("resolve", self.resolve), ("map", self.map),
+        return [("parse", self.parse), ("map", self.map), ("resolve", self.resolve),
                 ("validate", self.validate), ("route", self.route)]
 
     # -- the steps --------------------------------------------------------------------------------
