@@ -21,6 +21,7 @@ from mediator.inbound.auth import auth_middleware
 from mediator.inbound.http import add_inbound_routes
 from mediator.inbound.mllp import MllpServer
 from mediator.mapping import Mapping, load_mappings
+from mediator.metrics import Metrics
 from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations
 from mediator.routes.destination import Destination
@@ -91,7 +92,8 @@ class Node:
 
         app = web.Application(middlewares=[auth_middleware(cfg.auth)], client_max_size=cfg.http.max_body_bytes)
         add_health_routes(app, is_ready, self.registry)
-        add_inbound_routes(app, hl7_door, doc_door, cfg.http.max_body_bytes)
+        self.metrics = Metrics(self.registry)
+        add_inbound_routes(app, hl7_door, doc_door, cfg.http.max_body_bytes, self.metrics)
         add_transaction_routes(app, store, lambda q: dispatcher.submit(q, None))
         if cfg.sandbox.shr:
             from mediator.sandbox.shr import create_shr_app
@@ -112,7 +114,7 @@ class Node:
         self.destinations.update(await open_destinations(cfg))
 
         if cfg.mllp.enabled:
-            self.mllp = MllpServer(hl7_door, cfg.mllp)
+            self.mllp = MllpServer(hl7_door, cfg.mllp, self.metrics)
             self.mllp_port = await self.mllp.start(cfg.mllp.host, cfg.mllp.port)
 
         self.registry.register(GaugeCollector({

@@ -179,8 +179,15 @@ async def test_health_ready_metrics(harness: Harness) -> None:
     h = harness
     assert (await h.get_json("/healthz"))["status"] == "ok"
     assert (await h.get_json("/readyz"))["status"] == "ready"
+    c = await MllpClient.connect("127.0.0.1", h.mllp_port)
+    await c.send(adt_message(77))
+    await c.send(adt_message(77))
+    await c.close()
     async with h.http.get(h.base + "/metrics") as resp:
-        assert "mediator_worker_backlog" in await resp.text()
+        text = await resp.text()
+    assert "mediator_worker_backlog" in text
+    assert 'mediator_messages_received_total{answer="AA",protocol="hl7v2",transport="mllp"} 2.0' in text
+    assert 'mediator_duplicates_total{protocol="hl7v2"} 1.0' in text
 
 
 async def test_destination_down_fails_with_reason_after_retries(tmp_path) -> None:
@@ -200,3 +207,32 @@ async def test_destination_down_fails_with_reason_after_retries(tmp_path) -> Non
         assert [a["attempt"] for a in tx["routes"]] == [1, 2, 3]
         assert [a["outcome"] for a in tx["routes"]] == ["retry", "retry", "failed"]
 
+
+
+async def test_rerun_of_a_refused_message_after_the_channel_is_fixed(tmp_path) -> None:
+    import shutil
+
+    from mediator.testing import REPO
+
+    channels = tmp_path / "channels"
+    shutil.copytree(REPO / "channels", channels)
+    adt = channels / "adt-sih.yaml"
+    original = adt.read_text()
+    adt.write_text(original.replace('message_types: ["ADT^A01"', 'message_types: ["ADT^A04"'))
+    data = tmp_path / "data"
+    msg = adt_message(900)
+    async with make_harness(data, channels_dir=str(channels), mappings_dir=str(REPO / "mappings")) as h:
+        async with h.http.post(h.base + "/hl7v2", data=msg.encode(),
+                               headers={"Content-Type": "application/hl7-v2"}) as r:
+            assert ack_code(await r.text()) == "AR"  # no channel takes ADT^A01 (yet)
+            refused = r.headers["X-Transaction-Id"]
+        async with h.http.post(h.base + f"/api/transactions/{refused}/rerun") as r:
+            still = (await r.json())["id"]
+        tx = await h.wait_status(still)
+        assert tx["status"] == "Failed" and "no channel takes this message" in tx["error"]
+    adt.write_text(original)  # the integrator adds ADT^A01 to the channel and restarts
+    async with make_harness(data, channels_dir=str(channels), mappings_dir=str(REPO / "mappings")) as h:
+        async with h.http.post(h.base + f"/api/transactions/{refused}/rerun") as r:
+            rerun = (await r.json())["id"]
+        tx = await h.wait_status(rerun)
+        assert tx["status"] == "Successful" and tx["channel"] == "adt-sih"

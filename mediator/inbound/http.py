@@ -14,6 +14,7 @@ from mediator.accept.documents import DocAnswer, DocumentDoor
 from mediator.accept.hl7v2 import Hl7v2Door
 from mediator.fhir.outcome import fhir_json_response, outcome_response
 from mediator.inbound.auth import CLIENT
+from mediator.metrics import Metrics
 
 HL7_TYPES = frozenset({"application/hl7-v2", "x-application/hl7-v2+er7", "text/plain", "application/edi-hl7",
                        "application/hl7-v2+er7"})
@@ -21,6 +22,7 @@ FHIR_TYPES = frozenset({"application/fhir+json", "application/json", "applicatio
 CDA_TYPES = frozenset({"application/xml", "application/hl7-cda+xml", "text/xml"})
 
 DOOR_HL7 = web.AppKey("door_hl7", Hl7v2Door)
+METRICS = web.AppKey("metrics", Metrics)
 DOOR_DOCS = web.AppKey("door_docs", DocumentDoor)
 MAX_BODY = web.AppKey("max_body", int)
 
@@ -54,12 +56,14 @@ async def post_hl7v2(request: web.Request) -> web.Response:
     else:
         answer = await door.receive(data, transport="http", client=client_of(request), content_type=ctype,
                                     force_answer=True)
+    request.app[METRICS].answered("hl7v2", "http", answer.code, answer.duplicate)
     headers = {"X-Transaction-Id": answer.tx_id} if answer.tx_id else None
     return web.Response(text=answer.ack or "", content_type=ctype if ctype != "text/plain" else "text/plain",
                         charset="utf-8", headers=headers)
 
 
-def _doc_response(answer: DocAnswer) -> web.Response:
+def _doc_response(request: web.Request, protocol: str, answer: DocAnswer) -> web.Response:
+    request.app[METRICS].answered(protocol, "http", str(answer.status), answer.duplicate)
     headers = {"X-Transaction-Id": answer.tx_id} if answer.tx_id else None
     return fhir_json_response(answer.outcome, status=answer.status, headers=headers)
 
@@ -81,7 +85,7 @@ async def post_fhir(request: web.Request) -> web.Response:
         return data
     answer = await request.app[DOOR_DOCS].receive_fhir(data, client=client_of(request),
                                                        content_type=request.content_type)
-    return _doc_response(answer)
+    return _doc_response(request, "fhir", answer)
 
 
 async def post_cnss_fse(request: web.Request) -> web.Response:
@@ -93,7 +97,7 @@ async def post_cnss_fse(request: web.Request) -> web.Response:
         return data
     answer = await request.app[DOOR_DOCS].receive_fhir(data, client=client_of(request),
                                                        content_type=request.content_type, protocol="cnss-fse")
-    return _doc_response(answer)
+    return _doc_response(request, "cnss-fse", answer)
 
 
 async def post_cda(request: web.Request) -> web.Response:
@@ -105,10 +109,12 @@ async def post_cda(request: web.Request) -> web.Response:
         return data
     answer = await request.app[DOOR_DOCS].receive_cda(data, client=client_of(request),
                                                       content_type=request.content_type)
-    return _doc_response(answer)
+    return _doc_response(request, "cda", answer)
 
 
-def add_inbound_routes(app: web.Application, hl7: Hl7v2Door, docs: DocumentDoor, max_body: int) -> None:
+def add_inbound_routes(app: web.Application, hl7: Hl7v2Door, docs: DocumentDoor, max_body: int,
+                       metrics: Metrics) -> None:
+    app[METRICS] = metrics
     app[DOOR_HL7] = hl7
     app[DOOR_DOCS] = docs
     app[MAX_BODY] = max_body

@@ -18,6 +18,7 @@ import structlog
 from mediator.accept.hl7v2 import Answer, Hl7v2Door
 from mediator.config import MllpConfig
 from mediator.hl7v2 import HL7Error
+from mediator.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -188,12 +189,17 @@ class MllpProtocol(asyncio.Protocol):
     async def _handle(self, door: Hl7v2Door, frame: _Frame) -> Answer:
         self.server.frames += 1
         if frame.oversize:
-            return await door.receive_oversize(frame.data, frame.oversize, self.cfg.max_frame_bytes,
-                                               transport="mllp", client=self.peer)
-        if frame.truncated:
-            return await door.refuse_bytes(frame.data, HL7Error(100, "", "truncated MLLP frame: no 0x1C 0x0D end"),
-                                           transport="mllp", client=self.peer)
-        return await door.receive(frame.data, transport="mllp", client=self.peer)
+            answer = await door.receive_oversize(frame.data, frame.oversize, self.cfg.max_frame_bytes,
+                                                 transport="mllp", client=self.peer)
+        elif frame.truncated:
+            answer = await door.refuse_bytes(frame.data, HL7Error(100, "", "truncated MLLP frame: no 0x1C 0x0D end"),
+                                             transport="mllp", client=self.peer)
+        else:
+            answer = await door.receive(frame.data, transport="mllp", client=self.peer)
+        if self.server.metrics is not None:
+            self.server.metrics.answered("hl7v2", "mllp", answer.code if answer.ack is not None else "",
+                                         answer.duplicate)
+        return answer
 
     def check_timeouts(self, now: float) -> None:
         if self.closed or self.transport is None:
@@ -218,9 +224,10 @@ class MllpProtocol(asyncio.Protocol):
 class MllpServer:
     """The MLLP listener; ``start`` binds, ``close`` stops accepting and closes connections."""
 
-    def __init__(self, door: Hl7v2Door, cfg: MllpConfig) -> None:
+    def __init__(self, door: Hl7v2Door, cfg: MllpConfig, metrics: Metrics | None = None) -> None:
         self.door = door
         self.cfg = cfg
+        self.metrics = metrics
         self.connections: set[MllpProtocol] = set()
         self.server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -48,7 +48,7 @@ class Work:
     """Everything known about one transaction while it is processed."""
 
     item: QueuedMessage
-    channel: ChannelConfig
+    channel: ChannelConfig | None  # None until chosen (see Pipeline.choose_channel)
     message: Any = None  # Message (HL7 v2), dict (FHIR JSON), lxml element (CDA)
     bundle: dict[str, Any] | None = None
     unmapped: list[str] = field(default_factory=list)
@@ -63,11 +63,53 @@ class IdentityResolver(Protocol):
     identifier, point references at golden records, or hold the message for review.
     """
 
+    async def choose_channel(self, work: Work) -> None:
+        """Keep the channel chosen at the door; choose again when it is gone or there was none (the
+        rerun of a message refused before a channel was added for it)."""
+        if work.channel is not None:
+            return
+        if work.item.protocol == "hl7v2":
+            selection = self.router.for_hl7v2(work.message, "mllp")
+            if selection.channel is None:
+                selection = self.router.for_hl7v2(work.message, "http")
+            if selection.channel is None:
+                err = selection.error
+                raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
+                                 if err else "no channel takes this message")
+            work.channel = selection.channel
+        else:
+            work.channel = (self.router.for_protocol(work.item.protocol, "http")
+                            or self.router.for_protocol(work.item.protocol, "mllp"))
+            if work.channel is None:
+                raise StepFailed("channel", f"no channel takes {work.item.protocol} documents")
+        await self.store.mark(work.item.id, Status.PROCESSING, channel=work.channel.name)
+
     async def resolve(self, work: Work) -> None: ...
 
 
 class SourceIdentities:
     """No registry configured: the Bundle keeps the identifiers the source sent."""
+
+    async def choose_channel(self, work: Work) -> None:
+        """Keep the channel chosen at the door; choose again when it is gone or there was none (the
+        rerun of a message refused before a channel was added for it)."""
+        if work.channel is not None:
+            return
+        if work.item.protocol == "hl7v2":
+            selection = self.router.for_hl7v2(work.message, "mllp")
+            if selection.channel is None:
+                selection = self.router.for_hl7v2(work.message, "http")
+            if selection.channel is None:
+                err = selection.error
+                raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
+                                 if err else "no channel takes this message")
+            work.channel = selection.channel
+        else:
+            work.channel = (self.router.for_protocol(work.item.protocol, "http")
+                            or self.router.for_protocol(work.item.protocol, "mllp"))
+            if work.channel is None:
+                raise StepFailed("channel", f"no channel takes {work.item.protocol} documents")
+        await self.store.mark(work.item.id, Status.PROCESSING, channel=work.channel.name)
 
     async def resolve(self, work: Work) -> None:
         return None
@@ -85,12 +127,8 @@ class Pipeline:
 
     async def process(self, item: QueuedMessage, parsed: Any = None) -> None:
         """Run every step for one accepted message and record the outcome."""
-        channel = self.router.by_name.get(item.channel)
-        if channel is None:
-            await self.store.mark(item.id, Status.FAILED, error=f"channel {item.channel!r} no longer exists")
-            return
         await self.store.mark(item.id, Status.PROCESSING)
-        work = Work(item=item, channel=channel, message=parsed)
+        work = Work(item=item, channel=self.router.by_name.get(item.channel), message=parsed)
         try:
             for name, step in self.steps():
                 started = time.perf_counter()
@@ -108,7 +146,7 @@ class Pipeline:
         await self.record(work)
 
     def steps(self) -> list[tuple[str, Callable[[Work], Awaitable[None]]]]:
-        return [("parse", self.parse), ("map", self.map), ("resolve", self.resolve),
+        return [("parse", self.parse), ("channel", self.choose_channel), ("map", self.map), ("resolve", self.resolve),
                 ("validate", self.validate), ("route", self.route)]
 
     # -- the steps --------------------------------------------------------------------------------
@@ -132,10 +170,32 @@ class Pipeline:
         except Exception as exc:
             raise StepFailed("parse", f"{type(exc).__name__}: {exc}") from None
 
+    async def choose_channel(self, work: Work) -> None:
+        """Keep the channel chosen at the door; choose again when it is gone or there was none (the
+        rerun of a message refused before a channel was added for it)."""
+        if work.channel is not None:
+            return
+        if work.item.protocol == "hl7v2":
+            selection = self.router.for_hl7v2(work.message, "mllp")
+            if selection.channel is None:
+                selection = self.router.for_hl7v2(work.message, "http")
+            if selection.channel is None:
+                err = selection.error
+                raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
+                                 if err else "no channel takes this message")
+            work.channel = selection.channel
+        else:
+            work.channel = (self.router.for_protocol(work.item.protocol, "http")
+                            or self.router.for_protocol(work.item.protocol, "mllp"))
+            if work.channel is None:
+                raise StepFailed("channel", f"no channel takes {work.item.protocol} documents")
+        await self.store.mark(work.item.id, Status.PROCESSING, channel=work.channel.name)
+
     async def resolve(self, work: Work) -> None:
         await self.resolver.resolve(work)
 
     async def map(self, work: Work) -> None:
+        assert work.channel is not None
         protocol = work.item.protocol
         if protocol == "hl7v2":
             mapping = self.mappings.get(work.channel.mapping or "")
@@ -167,7 +227,7 @@ class Pipeline:
             raise StepFailed("validate", f"the mapped Bundle is not valid FHIR R4: {shown}")
 
     async def route(self, work: Work) -> None:
-        assert work.bundle is not None
+        assert work.bundle is not None and work.channel is not None
         for r in work.channel.routes:
             dest = self.destinations[r.destination]
             work.outcomes.append(await deliver(dest, dest.requests_for(work.bundle), work.item.id, self.store))

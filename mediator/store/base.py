@@ -151,7 +151,8 @@ class Store(Protocol):
         ...
 
     async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
-                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = ()) -> None:
+                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = (),
+                   channel: str | None = None) -> None:
         """Set a transaction's status (and result), recording route attempts in the same write."""
         ...
 

@@ -271,15 +271,16 @@ class SQLiteStore:
         return await self._read(q)
 
     async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
-                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = ()) -> None:
+                   attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = (),
+                   channel: str | None = None) -> None:
         result_text = orjson.dumps(result).decode() if result is not None else None
         rows = [_attempt_row(a) for a in attempts_log]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE transactions SET status=?, updated_at=?, error=?, "
-                "result=COALESCE(?, result), attempts=COALESCE(?, attempts) WHERE id=?",
-                (status.value, time.time(), error, result_text, attempts, tx_id))
+                "UPDATE transactions SET status=?, updated_at=?, error=?, result=COALESCE(?, result), "
+                "attempts=COALESCE(?, attempts), channel=COALESCE(?, channel) WHERE id=?",
+                (status.value, time.time(), error, result_text, attempts, channel, tx_id))
             if rows:
                 conn.executemany(_INSERT_ATTEMPT, rows)
         await self._submit(op)

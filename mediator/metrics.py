@@ -1,0 +1,21 @@
+"""Prometheus metrics of a node (one registry per node, so that tests can run several side by side)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.received = Counter(
+            "mediator_messages_received", "messages received, by protocol, transport and answer "
+            "(AA, AE, AR, CA, ... for HL7 v2; the HTTP status for documents; 'none' when nothing was sent)",
+            ["protocol", "transport", "answer"], registry=registry)
+        self.duplicates = Counter("mediator_duplicates", "resent messages answered with the original ACK",
+                                  ["protocol"], registry=registry)
+
+    def answered(self, protocol: str, transport: str, answer: str, duplicate: bool = False) -> None:
+        self.received.labels(protocol, transport, answer or "none").inc()
+        if duplicate:
+            self.duplicates.labels(protocol).inc()
