@@ -63,53 +63,11 @@ class IdentityResolver(Protocol):
     identifier, point references at golden records, or hold the message for review.
     """
 
-    async def choose_channel(self, work: Work) -> None:
-        """Keep the channel chosen at the door; choose again when it is gone or there was none (the
-        rerun of a message refused before a channel was added for it)."""
-        if work.channel is not None:
-            return
-        if work.item.protocol == "hl7v2":
-            selection = self.router.for_hl7v2(work.message, "mllp")
-            if selection.channel is None:
-                selection = self.router.for_hl7v2(work.message, "http")
-            if selection.channel is None:
-                err = selection.error
-                raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
-                                 if err else "no channel takes this message")
-            work.channel = selection.channel
-        else:
-            work.channel = (self.router.for_protocol(work.item.protocol, "http")
-                            or self.router.for_protocol(work.item.protocol, "mllp"))
-            if work.channel is None:
-                raise StepFailed("channel", f"no channel takes {work.item.protocol} documents")
-        await self.store.mark(work.item.id, Status.PROCESSING, channel=work.channel.name)
-
     async def resolve(self, work: Work) -> None: ...
 
 
 class SourceIdentities:
     """No registry configured: the Bundle keeps the identifiers the source sent."""
-
-    async def choose_channel(self, work: Work) -> None:
-        """Keep the channel chosen at the door; choose again when it is gone or there was none (the
-        rerun of a message refused before a channel was added for it)."""
-        if work.channel is not None:
-            return
-        if work.item.protocol == "hl7v2":
-            selection = self.router.for_hl7v2(work.message, "mllp")
-            if selection.channel is None:
-                selection = self.router.for_hl7v2(work.message, "http")
-            if selection.channel is None:
-                err = selection.error
-                raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
-                                 if err else "no channel takes this message")
-            work.channel = selection.channel
-        else:
-            work.channel = (self.router.for_protocol(work.item.protocol, "http")
-                            or self.router.for_protocol(work.item.protocol, "mllp"))
-            if work.channel is None:
-                raise StepFailed("channel", f"no channel takes {work.item.protocol} documents")
-        await self.store.mark(work.item.id, Status.PROCESSING, channel=work.channel.name)
 
     async def resolve(self, work: Work) -> None:
         return None
