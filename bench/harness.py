@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,13 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from mediator.testing import REPO, free_port, stop_process
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["REPO", "free_port", "stop_process"]
 
 
 def write_config(tmp: Path, **sections: dict[str, Any]) -> Path:
@@ -61,7 +56,7 @@ def mediator_server(**sections: dict[str, Any]):
             wait_http(f"http://127.0.0.1:{http_port}/readyz", proc)
             yield http_port, mllp_port, tmp / "data"
         finally:
-            stop(proc)
+            stop_process(proc)
 
 
 @contextmanager
@@ -75,16 +70,7 @@ def process(args: list[str], ready_port: int):
             time.sleep(0.05)
         yield proc
     finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:

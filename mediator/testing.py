@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -53,6 +56,24 @@ def adt_message(i: int, event: str = "A01", *, facility: str = "CHU-IBN-SINA", c
         f"V{i:08d}^^^{facility}^VN|||||||||||||||||||||||||20241105093000+0100",
     ]
     return "\r".join(segs) + "\r"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for servers started as subprocesses)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def node_config(data_dir: Path, **overrides: object) -> AppConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ import pytest
 
 from mediator.clients.mllp import MllpClient, ack_code
 from mediator.hl7v2 import parse
-from mediator.testing import REPO, adt_message
+from mediator.testing import REPO, adt_message, free_port, stop_process
 
 CIN = "https://dmp.sante.gov.ma/fhir/sid/cin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(data_dir: Path, http_port: int, mllp_port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -113,9 +106,4 @@ async def test_kill_9_loses_no_acked_message_and_duplicates_none(tmp_path: Path)
             async with session.get(base + "/api/transactions?status=Failed") as r:
                 assert (await r.json())["transactions"] == []
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_process(proc)
