@@ -87,10 +87,15 @@ class IdentifierConfig(_Model):
         description="CX-5 identifier type code -> identifier kind",
     )
     default_kind: str = "ipp"
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="other system URIs senders use (FHIR identifier.system, urn:oid:<CDA root>) -> identifier "
+                    "kind; FHIR and CDA input is normalised to the configured system",
+    )
 
     @model_validator(mode="after")
     def _kinds_exist(self) -> IdentifierConfig:
-        for table in (self.by_authority, self.by_type):
+        for table in (self.by_authority, self.by_type, self.aliases):
             for code, kind in table.items():
                 if kind not in self.systems:
                     raise ValueError(f"{code!r} maps to unknown identifier kind {kind!r}")

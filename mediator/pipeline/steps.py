@@ -24,6 +24,7 @@ from mediator.cda.document import cda_summary, document_reference_bundle
 from mediator.cda.safe_xml import parse_xml
 from mediator.config import ChannelConfig
 from mediator.fhir.inbound import parse_fhir_json
+from mediator.fhir.normalize import cda_root_system, identifier_normalizer
 from mediator.fhir.validate import validate_bundle
 from mediator.hl7v2 import HL7Error, parse
 from mediator.mapping import Mapping, MappingContext, MappingError
@@ -81,7 +82,10 @@ class Pipeline:
     destinations: dict[str, Destination]
     context: MappingContext
     resolver: IdentityResolver = field(default_factory=SourceIdentities)
-    identifier_system_for_root: Callable[[str], str] = lambda root: f"urn:oid:{root}"
+
+    def __post_init__(self) -> None:
+        self.normalize_identifiers = identifier_normalizer(self.context.identifiers)
+        self.identifier_system_for_root = cda_root_system(self.context.identifiers)
 
     async def process(self, item: QueuedMessage, parsed: Any = None) -> None:
         """Run every step for one accepted message and record the outcome."""
@@ -168,6 +172,7 @@ class Pipeline:
             work.bundle, work.unmapped = result.bundle, list(result.unmapped)
         elif protocol in ("fhir", "cnss-fse"):
             work.bundle = as_transaction(work.message)
+            self.normalize_identifiers(work.bundle)
         elif protocol == "cda":
             try:
                 summary = cda_summary(work.message)
