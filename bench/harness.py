@@ -115,6 +115,29 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its child processes still running."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(c) for c in children.read_text().split()]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def server_pid(http_port: int) -> int:
+    """The pid of the `mediator serve` listening on ``http_port``."""
+    out = subprocess.run(["pgrep", "-f", f"mediator serve .*--http-port {http_port}"], capture_output=True, text=True)
+    return int(out.stdout.split()[0])
+
+
 def cpu_note() -> str:
     return f"{os.cpu_count()} cores, python {sys.version.split()[0]}"
 

@@ -89,7 +89,8 @@ class Pipeline:
 
     async def process(self, item: QueuedMessage, parsed: Any = None) -> None:
         """Run every step for one accepted message and record the outcome."""
-        await self.store.mark(item.id, Status.PROCESSING)
+        if not item.claimed:
+            await self.store.mark(item.id, Status.PROCESSING)
         work = Work(item=item, channel=self.router.by_name.get(item.channel), message=parsed)
         try:
             for name, step in self.steps():

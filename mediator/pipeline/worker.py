@@ -101,7 +101,7 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
             if dispatcher.backlog > MAX_BACKLOG:
                 await asyncio.sleep(idle)
                 continue
-            batch = await store.claimable(partition, partitions, last, CLAIM_BATCH)
+            batch = await store.claim(partition, partitions, last, CLAIM_BATCH)
             for seq, item in batch:
                 dispatcher.submit(item, None)
                 last = seq

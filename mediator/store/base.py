@@ -99,6 +99,7 @@ class QueuedMessage:
     ordering_key: str
     received_at: float
     attempts: int
+    claimed: bool = False  # already marked Processing by the claim that fetched it
 
 
 @dataclass(slots=True)
@@ -134,11 +135,11 @@ class Store(Protocol):
         """Keep a refused message in the log (status Rejected); returns its id."""
         ...
 
-    async def claimable(self, partition: int, partitions: int, after_seq: int, limit: int = 256
-                        ) -> list[tuple[int, QueuedMessage]]:
-        """Queued messages of one worker partition after position ``after_seq``, oldest first.
-
-        A patient's messages always fall in the same partition, so per-patient order holds across workers.
+    async def claim(self, partition: int, partitions: int, after_seq: int, limit: int = 256
+                    ) -> list[tuple[int, QueuedMessage]]:
+        """Take the queued messages of one worker partition after position ``after_seq``, oldest first,
+        marking them Processing (``claimed``). A patient's messages always fall in the same partition, so
+        per-patient order holds across workers.
         """
         ...
 

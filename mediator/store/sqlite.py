@@ -244,16 +244,21 @@ class SQLiteStore:
         await self._submit(lambda conn: _insert(conn, record))
         return record.id
 
-    async def claimable(self, partition: int, partitions: int, after_seq: int, limit: int = 256
-                        ) -> list[tuple[int, QueuedMessage]]:
-        """Queued messages of one partition (``partition_key % partitions``) after ``after_seq``, in order."""
-        def q(conn: sqlite3.Connection) -> list[tuple[int, QueuedMessage]]:
+    async def claim(self, partition: int, partitions: int, after_seq: int, limit: int = 256
+                    ) -> list[tuple[int, QueuedMessage]]:
+        """Take queued messages of one partition (``partition_key % partitions``) after ``after_seq``, in
+        order, marking them Processing in the same write."""
+        def op(conn: sqlite3.Connection) -> list[tuple[int, QueuedMessage]]:
             rows = conn.execute(
-                "SELECT seq, id, channel, protocol, content_type, body, ordering_key, received_at, attempts "
-                "FROM transactions WHERE status IN ('Queued', 'Processing') AND seq > ? AND status = 'Queued' "
-                "AND partition_key % ? = ? ORDER BY seq LIMIT ?", (after_seq, partitions, partition, limit)).fetchall()
-            return [(r[0], QueuedMessage(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8])) for r in rows]
-        return await self._read(q)
+                "UPDATE transactions SET status = 'Processing', updated_at = ? WHERE seq IN ("
+                " SELECT seq FROM transactions WHERE status IN ('Queued', 'Processing') AND status = 'Queued'"
+                " AND seq > ? AND partition_key % ? = ? ORDER BY seq LIMIT ?) "
+                "RETURNING seq, id, channel, protocol, content_type, body, ordering_key, received_at, attempts",
+                (time.time(), after_seq, partitions, partition, limit)).fetchall()
+            rows.sort(key=lambda r: r[0])
+            return [(r[0], QueuedMessage(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8], claimed=True))
+                    for r in rows]
+        return await self._submit(op)
 
     async def requeue(self, partition: int, partitions: int) -> int:
         """Put one partition's messages in processing back in the queue (its worker died)."""
