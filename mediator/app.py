@@ -6,6 +6,7 @@ This is the only module that knows every part; each part only knows the interfac
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 from aiohttp import web
@@ -70,6 +71,7 @@ class Node:
         self.dispatcher: Dispatcher | None = None
         self.destinations: dict[str, Destination] = {}
         self.workers: WorkerSupervisor | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -135,6 +137,8 @@ class Node:
         elif cfg.worker.enabled:
             self.workers = WorkerSupervisor(cfg, store, cfg.worker.processes)
             await self.workers.start()
+        if cfg.store.retention_days or cfg.store.dedupe_days:
+            self._pruner = asyncio.get_running_loop().create_task(self._prune_forever())
         self.ready = True
         demo = [c.username for c in cfg.auth.clients if c.demo]
         if demo:
@@ -143,8 +147,27 @@ class Node:
         log.info("node.started", http_port=self.http_port, mllp_port=self.mllp_port, channels=len(channels),
                  mappings=len(mappings), recovered=len(pending))
 
+    async def _prune_forever(self, every_s: float = 60.0) -> None:
+        """Retention: finished transactions and duplicate keys past their age go, a little at a time."""
+        assert self.store is not None
+        day = 86400.0
+        while True:
+            now = time.time()
+            st = self.cfg.store
+            try:
+                removed = await self.store.prune(now - st.retention_days * day if st.retention_days else None,
+                                                 dedupe_older_than=now - st.dedupe_days * day if st.dedupe_days
+                                                 else None)
+                if removed:
+                    log.info("store.pruned", transactions=removed)
+            except Exception as exc:
+                log.error("store.prune_failed", error=type(exc).__name__)
+            await asyncio.sleep(every_s)
+
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self.ready = False
+        if self._pruner:
+            self._pruner.cancel()
         if self.mllp:
             await self.mllp.close()
         if self.workers:

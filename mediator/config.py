@@ -46,6 +46,10 @@ class StoreConfig(_Model):
     )
     commit_max_batch: int = Field(512, gt=0)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    retention_days: float = Field(
+        0, ge=0, description="finished transactions older than this are deleted (0 = keep for ever)")
+    dedupe_days: float = Field(
+        30, ge=0, description="a resend is recognised as a duplicate for this long (0 = for ever)")
 
 
 class WorkerConfig(_Model):

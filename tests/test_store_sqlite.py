@@ -133,3 +133,26 @@ async def test_attempts_rerun_and_audit(store: SQLiteStore) -> None:
     await store.audit("operator", "read", r.id)
     log = await store.audit_log(r.id)
     assert log[0]["actor"] == "operator" and log[0]["action"] == "read"
+
+
+async def test_prune_keeps_unfinished_work_and_duplicate_keys_outlive_transactions(store: SQLiteStore) -> None:
+    old = [record(i) for i in range(5)]
+    for r in old:
+        r.received_at = time.time() - 10 * 86400
+        await store.accept(r)
+    for r in old[:4]:
+        await store.mark(r.id, Status.SUCCESSFUL, attempts_log=[
+            RouteAttempt(r.id, "shr", 1, time.time(), 1.0, "u", "{}", 200, "", "", "delivered")])
+    fresh = record(99)
+    await store.accept(fresh)
+    await store.mark(fresh.id, Status.SUCCESSFUL)
+    removed = await store.prune(time.time() - 86400, batch=2)  # small batches: several passes
+    assert removed == 4
+    assert await store.get_transaction(old[0].id) is None
+    assert (await store.get_transaction(old[4].id))["status"] == "Queued"  # never pruned while unfinished
+    assert (await store.get_transaction(fresh.id))["status"] == "Successful"
+    dup = await store.accept(record(0))  # the transaction is gone, the ACK sent for it is not
+    assert dup.duplicate and dup.ack == "ACK0"
+    await store.prune(None, dedupe_older_than=time.time() - 86400)
+    again = await store.accept(record(0))
+    assert not again.duplicate  # past the duplicate window: a new message

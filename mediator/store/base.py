@@ -167,6 +167,11 @@ class Store(Protocol):
         """Queue a new transaction with the body of ``tx_id`` (dedupe bypassed)."""
         ...
 
+    async def prune(self, older_than: float | None, *, dedupe_older_than: float | None = None,
+                    batch: int = 500) -> int:
+        """Delete finished transactions and duplicate keys past their retention; returns how many."""
+        ...
+
     async def audit(self, actor: str, action: str, tx_id: str) -> None:
         """Record that ``actor`` read or changed a transaction (every body read is audited)."""
         ...

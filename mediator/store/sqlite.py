@@ -72,8 +72,11 @@ CREATE TABLE IF NOT EXISTS dedupe (
     sender TEXT NOT NULL,
     control_id TEXT NOT NULL,
     tx_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    ack TEXT NOT NULL,
     PRIMARY KEY (sender, control_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(received_at);
 CREATE TABLE IF NOT EXISTS route_attempts (
     tx_id TEXT NOT NULL,
     route TEXT NOT NULL,
@@ -361,6 +364,40 @@ class SQLiteStore:
                                  rec.ordering_key, rec.received_at, 0)
         return await self._submit(op)
 
+    async def prune(self, older_than: float | None, *, dedupe_older_than: float | None = None,
+                    batch: int = 500) -> int:
+        """Delete finished transactions received before ``older_than`` (epoch seconds), and duplicate-
+        detection keys older than ``dedupe_older_than``, in small batches (short write locks). Returns the
+        number of transactions deleted. Queued and in-processing transactions are never pruned; the
+        duplicate keys (with the ACK to send again) outlive their transactions; the audit trail is kept.
+        """
+        def op(conn: sqlite3.Connection) -> int:
+            seqs = [r[0] for r in conn.execute(
+                "SELECT seq FROM transactions WHERE received_at < ? AND status NOT IN ('Queued', 'Processing') "
+                "ORDER BY received_at LIMIT ?", (older_than, batch))]
+            if not seqs:
+                return 0
+            marks = ",".join("?" * len(seqs))
+            conn.execute("DELETE FROM route_attempts WHERE tx_id IN "
+                         f"(SELECT id FROM transactions WHERE seq IN ({marks}))", seqs)
+            conn.execute(f"DELETE FROM tx_identifiers WHERE seq IN ({marks})", seqs)
+            conn.execute(f"DELETE FROM transactions WHERE seq IN ({marks})", seqs)
+            return len(seqs)
+
+        def dedupe_op(conn: sqlite3.Connection) -> int:
+            keys = conn.execute("SELECT sender, control_id FROM dedupe WHERE received_at < ? LIMIT ?",
+                                (dedupe_older_than, batch)).fetchall()
+            conn.executemany("DELETE FROM dedupe WHERE sender = ? AND control_id = ?", keys)
+            return len(keys)
+
+        total = 0
+        while older_than is not None and (n := await self._submit(op)):
+            total += n
+        if dedupe_older_than is not None:
+            while await self._submit(dedupe_op):
+                pass
+        return total
+
     async def audit(self, actor: str, action: str, tx_id: str) -> None:
         await self._submit(lambda conn: conn.execute("INSERT INTO audit VALUES (?,?,?,?)",
                                                      (time.time(), actor, action, tx_id)))
@@ -446,15 +483,12 @@ def _insert(conn: sqlite3.Connection, r: InboundRecord) -> int:
 
 def _accept(conn: sqlite3.Connection, r: InboundRecord) -> AcceptResult:
     if r.control_id:
-        cur = conn.execute("INSERT OR IGNORE INTO dedupe VALUES (?, ?, ?)", (r.sender, r.control_id, r.id))
+        cur = conn.execute("INSERT OR IGNORE INTO dedupe VALUES (?, ?, ?, ?, ?)",
+                           (r.sender, r.control_id, r.id, r.received_at, r.ack))
         if cur.rowcount == 0:
-            row = conn.execute(
-                "SELECT t.id, t.ack FROM dedupe d JOIN transactions t ON t.id = d.tx_id "
-                "WHERE d.sender = ? AND d.control_id = ?", (r.sender, r.control_id)).fetchone()
-            if row is not None:
-                conn.execute("UPDATE transactions SET duplicates = duplicates + 1 WHERE id = ?", (row[0],))
-                return AcceptResult(row[0], True, row[1])
-            conn.execute("UPDATE dedupe SET tx_id = ? WHERE sender = ? AND control_id = ?",
-                         (r.id, r.sender, r.control_id))
+            tx_id, ack = conn.execute("SELECT tx_id, ack FROM dedupe WHERE sender = ? AND control_id = ?",
+                                      (r.sender, r.control_id)).fetchone()
+            conn.execute("UPDATE transactions SET duplicates = duplicates + 1 WHERE id = ?", (tx_id,))
+            return AcceptResult(tx_id, True, ack)
     _insert(conn, r)
     return AcceptResult(r.id, False, r.ack)
