@@ -27,6 +27,7 @@ from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations
 from mediator.routes.destination import Destination
 from mediator.store.base import QueuedMessage
+from mediator.store.factory import make_store
 from mediator.store.sqlite import SQLiteStore
 from mediator.yamlfile import YamlFileError
 
@@ -78,8 +79,7 @@ class Node:
         channels, mappings = load_definitions(cfg)
         cfg.data_path.mkdir(parents=True, exist_ok=True)
         router = ChannelRouter(channels)
-        self.store = store = SQLiteStore(cfg.store_path, commit_interval_ms=cfg.store.commit_interval_ms,
-                                         max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)
+        self.store = store = make_store(cfg)
         await store.open()
 
         pipeline = make_pipeline(cfg, store, (channels, mappings), self.destinations)

@@ -30,12 +30,13 @@ def _load(args: argparse.Namespace) -> AppConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mediator import logs
     from mediator.app import run_forever
+    from mediator.store.crypto import StoreKeyError
 
     cfg = _load(args)
     logs.configure(cfg.logging.level, cfg.logging.format)
     try:
         asyncio.run(run_forever(cfg))
-    except ConfigError as exc:
+    except (ConfigError, StoreKeyError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -101,6 +102,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         channels, mappings = load_definitions(cfg)
     except ConfigError as exc:
         errors.extend(exc.errors)
+    if cfg.store.encryption_key_file:
+        from mediator.store.crypto import StoreKeyError, load_key
+
+        try:
+            load_key(cfg.resolve(cfg.store.encryption_key_file))
+        except StoreKeyError as exc:
+            errors.append(str(exc))
     if errors:
         for err in errors:
             print(f"error: {err}", file=sys.stderr)
@@ -182,6 +190,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a new 256-bit store key (hex), readable by its owner only."""
+    import os
+
+    from mediator.store.crypto import new_key
+
+    fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(new_key() + "\n")
+    print(f"key written to {args.file}; set store.encryption_key_file to it and keep a copy apart from the data")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mediator", description="Health interoperability layer (HL7 v2, CDA, FHIR)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -203,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config.yaml, channels and mappings (file:line: problem)")
     check.add_argument("--config", default="config.yaml")
     check.set_defaults(func=cmd_check)
+
+    keygen = sub.add_parser("keygen", help="make a key for encrypting the store at rest")
+    keygen.add_argument("file")
+    keygen.set_defaults(func=cmd_keygen)
 
     send = sub.add_parser("send", help="send HL7 v2 message files over MLLP and print the ACKs")
     send.add_argument("files", nargs="+")

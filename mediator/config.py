@@ -50,6 +50,9 @@ class StoreConfig(_Model):
         0, ge=0, description="finished transactions older than this are deleted (0 = keep for ever)")
     dedupe_days: float = Field(
         30, ge=0, description="a resend is recognised as a duplicate for this long (0 = for ever)")
+    encryption_key_file: str | None = Field(
+        None, description="a 256-bit key (made by `mediator keygen`): message bodies and route exchanges are "
+                          "then sealed with AES-256-GCM in the store, patient identifiers kept as keyed hashes")
 
 
 class WorkerConfig(_Model):

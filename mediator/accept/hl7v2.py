@@ -8,6 +8,7 @@ MSH-10) gets the answer sent the first time and is not processed again.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,8 +64,11 @@ def _is_enhanced(msg: Message | None) -> bool:
 
 
 def _ordering_key(msg: Message) -> str:
+    """Sending facility + first patient identifier, hashed: the key only needs equality, and is stored."""
     first = msg.get("PID-3.1")
-    return f"{msg.sending_facility}|{first}" if first else ""
+    if not first:
+        return ""
+    return hashlib.sha256(f"{msg.sending_facility}|{first}".encode()).hexdigest()[:24]
 
 
 def _identifiers(msg: Message) -> list[str]:

@@ -26,7 +26,7 @@ from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.steps import Pipeline
 from mediator.routes.destination import Destination
 from mediator.store.base import Store
-from mediator.store.sqlite import SQLiteStore
+from mediator.store.factory import make_store
 
 log = structlog.get_logger(__name__)
 
@@ -79,8 +79,7 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     if cfg.worker.nice:
         os.nice(cfg.worker.nice)
     definitions = load_definitions(cfg)
-    store = SQLiteStore(cfg.store_path, commit_interval_ms=cfg.store.commit_interval_ms,
-                        max_batch=cfg.store.commit_max_batch, synchronous=cfg.store.synchronous)
+    store = make_store(cfg)
     await store.open(recover=False)
     destinations = await open_destinations(cfg)
     pipeline = make_pipeline(cfg, store, definitions, destinations)

@@ -8,6 +8,7 @@ Readers use their own connection (WAL lets them run beside the writer) in the de
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from mediator.store.base import (
     TransactionFilter,
     new_id,
 )
+from mediator.store.crypto import Cipher
 
 log = structlog.get_logger(__name__)
 
@@ -109,8 +111,9 @@ class SQLiteStore:
     """Queue, transaction log and dedupe in one SQLite file (WAL)."""
 
     def __init__(self, path: str | Path, *, commit_interval_ms: float = 0.0, max_batch: int = 512,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", cipher: Cipher | None = None) -> None:
         self.path = Path(path)
+        self.cipher = cipher or Cipher(None)
         self.commit_interval = commit_interval_ms / 1000.0
         self.max_batch = max_batch
         self.synchronous = synchronous
@@ -239,12 +242,27 @@ class SQLiteStore:
         return fn(conn)
 
     # -- port methods -----------------------------------------------------------------------------
+    def _sealed(self, r: InboundRecord) -> InboundRecord:
+        """The record as stored: body sealed, patient identifiers blinded (if a key is set)."""
+        if not self.cipher.enabled:
+            return r
+        c = self.cipher
+        return dataclasses.replace(r, body=c.seal(r.body, r.id), identifiers=[c.blind(v) for v in r.identifiers])
+
+    def _attempt_rows(self, attempts: Sequence[RouteAttempt]) -> list[tuple[Any, ...]]:
+        c = self.cipher
+        return [_attempt_row(dataclasses.replace(a, request_body=c.seal_text(a.request_body, a.tx_id),
+                                                 response_body=c.seal_text(a.response_body, a.tx_id))
+                             if c.enabled else a) for a in attempts]
+
     async def accept(self, record: InboundRecord) -> AcceptResult:
-        return await self._submit(lambda conn: _accept(conn, record))
+        sealed = self._sealed(record)
+        return await self._submit(lambda conn: _accept(conn, sealed))
 
     async def reject(self, record: InboundRecord) -> str:
         record.status = Status.REJECTED
-        await self._submit(lambda conn: _insert(conn, record))
+        sealed = self._sealed(record)
+        await self._submit(lambda conn: _insert(conn, sealed))
         return record.id
 
     async def claim(self, partition: int, partitions: int, after_seq: int, limit: int = 256
@@ -259,8 +277,8 @@ class SQLiteStore:
                 "RETURNING seq, id, channel, protocol, content_type, body, ordering_key, received_at, attempts",
                 (time.time(), after_seq, partitions, partition, limit)).fetchall()
             rows.sort(key=lambda r: r[0])
-            return [(r[0], QueuedMessage(r[1], r[2], r[3], r[4], bytes(r[5]), r[6], r[7], r[8], claimed=True))
-                    for r in rows]
+            return [(r[0], QueuedMessage(r[1], r[2], r[3], r[4], self.cipher.open(bytes(r[5]), r[1]), r[6], r[7],
+                                         r[8], claimed=True)) for r in rows]
         return await self._submit(op)
 
     async def requeue(self, partition: int, partitions: int) -> int:
@@ -275,14 +293,15 @@ class SQLiteStore:
             rows = conn.execute(
                 "SELECT id, channel, protocol, content_type, body, ordering_key, received_at, attempts "
                 "FROM transactions WHERE status IN (?, ?) ORDER BY seq", _PENDING).fetchall()
-            return [QueuedMessage(r[0], r[1], r[2], r[3], bytes(r[4]), r[5], r[6], r[7]) for r in rows]
+            return [QueuedMessage(r[0], r[1], r[2], r[3], self.cipher.open(bytes(r[4]), r[0]), r[5], r[6], r[7])
+                    for r in rows]
         return await self._read(q)
 
     async def mark(self, tx_id: str, status: Status, *, error: str = "", result: dict[str, Any] | None = None,
                    attempts: int | None = None, attempts_log: Sequence[RouteAttempt] = (),
                    channel: str | None = None) -> None:
         result_text = orjson.dumps(result).decode() if result is not None else None
-        rows = [_attempt_row(a) for a in attempts_log]
+        rows = self._attempt_rows(attempts_log)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -294,7 +313,7 @@ class SQLiteStore:
         await self._submit(op)
 
     async def record_attempts(self, attempts: Sequence[RouteAttempt]) -> None:
-        rows = [_attempt_row(a) for a in attempts]
+        rows = self._attempt_rows(attempts)
         await self._submit(lambda conn: conn.executemany(_INSERT_ATTEMPT, rows))
 
     async def list_transactions(self, flt: TransactionFilter) -> list[dict[str, Any]]:
@@ -319,7 +338,7 @@ class SQLiteStore:
             args.append(flt.message_type)
         if flt.patient:
             where.append("t.seq IN (SELECT seq FROM tx_identifiers WHERE value = ?)")
-            args.append(flt.patient)
+            args.append(self.cipher.blind(flt.patient))
         if flt.before:
             where.append("t.seq < (SELECT seq FROM transactions WHERE id = ?)")
             args.append(flt.before)
@@ -339,10 +358,14 @@ class SQLiteStore:
             if row is None:
                 return None
             tx = dict(row)
+            tx["body"] = self.cipher.open(bytes(tx["body"]), tx_id)
             tx["attempts_log"] = [dict(r) for r in conn.execute(
                 "SELECT route, attempt, started_at, duration_ms, request_url, request_body, response_status, "
                 "response_body, error, outcome FROM route_attempts WHERE tx_id = ? ORDER BY rowid",
                 (tx_id,)).fetchall()]
+            for a in tx["attempts_log"]:
+                a["request_body"] = self.cipher.open_text(a["request_body"], tx_id)
+                a["response_body"] = self.cipher.open_text(a["response_body"], tx_id)
             return tx
         return await self._read(q)
 
@@ -353,14 +376,16 @@ class SQLiteStore:
                 "ordering_key FROM transactions WHERE id = ?", (tx_id,)).fetchone()
             if row is None:
                 return None
+            new = new_id()
+            body = self.cipher.open(bytes(row[4]), tx_id)
             rec = InboundRecord(
-                id=new_id(), channel=row[0], protocol=row[1], transport=row[2], client="rerun",
-                content_type=row[3], body=bytes(row[4]), received_at=time.time(), message_type=row[5],
+                id=new, channel=row[0], protocol=row[1], transport=row[2], client="rerun",
+                content_type=row[3], body=self.cipher.seal(body, new), received_at=time.time(), message_type=row[5],
                 control_id=row[6], sender=row[7], ordering_key=row[8], rerun_of=tx_id)
             seq = _insert(conn, rec)
             conn.execute("INSERT OR IGNORE INTO tx_identifiers SELECT value, ? FROM tx_identifiers WHERE seq = "
                          "(SELECT seq FROM transactions WHERE id = ?)", (seq, tx_id))
-            return QueuedMessage(rec.id, rec.channel, rec.protocol, rec.content_type, rec.body,
+            return QueuedMessage(rec.id, rec.channel, rec.protocol, rec.content_type, body,
                                  rec.ordering_key, rec.received_at, 0)
         return await self._submit(op)
 
