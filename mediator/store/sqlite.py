@@ -61,7 +61,6 @@ CREATE TABLE IF NOT EXISTS transactions (
     rerun_of TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS tx_status ON transactions(status, seq);
-CREATE INDEX IF NOT EXISTS tx_queue ON transactions(seq) WHERE status IN ('Queued', 'Processing');
 CREATE INDEX IF NOT EXISTS tx_channel ON transactions(channel, seq);
 CREATE INDEX IF NOT EXISTS tx_control ON transactions(control_id);
 CREATE INDEX IF NOT EXISTS tx_received ON transactions(received_at);
@@ -272,8 +271,8 @@ class SQLiteStore:
         def op(conn: sqlite3.Connection) -> list[tuple[int, QueuedMessage]]:
             rows = conn.execute(
                 "UPDATE transactions SET status = 'Processing', updated_at = ? WHERE seq IN ("
-                " SELECT seq FROM transactions WHERE status IN ('Queued', 'Processing') AND status = 'Queued'"
-                " AND seq > ? AND partition_key % ? = ? ORDER BY seq LIMIT ?) "
+                " SELECT seq FROM transactions WHERE status = 'Queued' AND seq > ? AND partition_key % ? = ?"
+                " ORDER BY seq LIMIT ?) "
                 "RETURNING seq, id, channel, protocol, content_type, body, ordering_key, received_at, attempts",
                 (time.time(), after_seq, partitions, partition, limit)).fetchall()
             rows.sort(key=lambda r: r[0])
