@@ -6,6 +6,7 @@ This is the only module that knows every part; each part only knows the interfac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import structlog
@@ -24,7 +25,8 @@ from mediator.inbound.mllp import MllpServer
 from mediator.mapping import Mapping, load_mappings
 from mediator.metrics import Metrics
 from mediator.pipeline.dispatcher import Dispatcher
-from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations
+from mediator.pipeline.steps import Pipeline
+from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations, reload_definitions
 from mediator.routes.destination import Destination
 from mediator.store.base import QueuedMessage
 from mediator.store.factory import make_store
@@ -73,6 +75,9 @@ class Node:
         self.destinations: dict[str, Destination] = {}
         self.workers: WorkerSupervisor | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.router: ChannelRouter | None = None
+        self.pipeline: Pipeline | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -82,7 +87,8 @@ class Node:
         self.store = store = make_store(cfg)
         await store.open()
 
-        pipeline = make_pipeline(cfg, store, (channels, mappings), self.destinations)
+        self.router = router
+        self.pipeline = pipeline = make_pipeline(cfg, store, router, mappings, self.destinations)
         in_process = cfg.worker.enabled and cfg.worker.processes == 0
         self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency, enabled=in_process)
 
@@ -137,6 +143,7 @@ class Node:
         elif cfg.worker.enabled:
             self.workers = WorkerSupervisor(cfg, store, cfg.worker.processes)
             await self.workers.start()
+        self._watcher = asyncio.get_running_loop().create_task(self._watch_definitions())
         if cfg.store.retention_days or cfg.store.dedupe_days:
             self._pruner = asyncio.get_running_loop().create_task(self._prune_forever())
         self.ready = True
@@ -146,6 +153,34 @@ class Node:
                         hint="replace the demo clients in config.yaml before production use")
         log.info("node.started", http_port=self.http_port, mllp_port=self.mllp_port, channels=len(channels),
                  mappings=len(mappings), recovered=len(pending))
+
+    def reload(self) -> bool:
+        """Load channels and mappings again (SIGHUP, or a file changed); a bad file is refused and the
+        previous definitions keep serving. Worker processes are told to do the same."""
+        assert self.router is not None and self.pipeline is not None
+        ok = reload_definitions(self.cfg, self.router, self.pipeline)
+        if ok and self.workers:
+            self.workers.reload()
+        return ok
+
+    def _definitions_stamp(self) -> tuple[tuple[str, float, int], ...]:
+        files = []
+        for d in (self.cfg.resolve(self.cfg.channels_dir), self.cfg.resolve(self.cfg.mappings_dir)):
+            for f in sorted(d.rglob("*.y*ml")):
+                with contextlib.suppress(OSError):
+                    st = f.stat()
+                    files.append((str(f), st.st_mtime, st.st_size))
+        return tuple(files)
+
+    async def _watch_definitions(self, every_s: float = 1.0) -> None:
+        """Reload when a channel or mapping file is added, changed or removed."""
+        stamp = await asyncio.to_thread(self._definitions_stamp)
+        while True:
+            await asyncio.sleep(every_s)
+            now = await asyncio.to_thread(self._definitions_stamp)
+            if now != stamp:
+                stamp = now
+                self.reload()
 
     async def _prune_forever(self, every_s: float = 60.0) -> None:
         """Retention: finished transactions and duplicate keys past their age go, a little at a time."""
@@ -166,8 +201,9 @@ class Node:
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         self.ready = False
-        if self._pruner:
-            self._pruner.cancel()
+        for task in (self._pruner, self._watcher):
+            if task:
+                task.cancel()
         if self.mllp:
             await self.mllp.close()
         if self.workers:
@@ -202,5 +238,6 @@ async def run_forever(cfg: AppConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload)
     await stop.wait()
     await node.stop()

@@ -51,6 +51,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from mediator.pipeline.worker import die_with_parent
 
     die_with_parent()  # first: a node killed while this worker starts must not leave it behind
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked before this worker is ready is moot
 
     from mediator import logs
     from mediator.pipeline.worker import read_state, run_worker

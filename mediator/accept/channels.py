@@ -34,8 +34,12 @@ class ChannelRouter:
     """Chooses the channel for each message; channels are tried by priority, then name."""
 
     def __init__(self, channels: list[ChannelConfig]) -> None:
-        self.channels = [c for c in channels if c.enabled]
-        self.by_name = {c.name: c for c in self.channels}
+        self.replace(channels)
+
+    def replace(self, channels: list[ChannelConfig]) -> None:
+        """Serve a new set of channels (reload); messages already accepted keep the channel they had."""
+        enabled = [c for c in channels if c.enabled]
+        self.channels, self.by_name = enabled, {c.name: c for c in enabled}
 
     def for_protocol(self, protocol: str, transport: str) -> ChannelConfig | None:
         """The first channel for a non-HL7 v2 protocol (fhir, cda, cnss-fse) on this transport."""

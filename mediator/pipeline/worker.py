@@ -20,8 +20,8 @@ import orjson
 import structlog
 
 from mediator.accept.channels import ChannelRouter
-from mediator.config import AppConfig
-from mediator.mapping import MappingContext
+from mediator.config import AppConfig, ConfigError
+from mediator.mapping import Mapping, MappingContext
 from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.steps import Pipeline
 from mediator.routes.destination import Destination
@@ -43,11 +43,26 @@ async def open_destinations(cfg: AppConfig) -> dict[str, Destination]:
     return out
 
 
-def make_pipeline(cfg: AppConfig, store: Store, channels_and_mappings: tuple, destinations: dict[str, Destination]
-                  ) -> Pipeline:
-    channels, mappings = channels_and_mappings
-    return Pipeline(store=store, router=ChannelRouter(channels), mappings=mappings, destinations=destinations,
+def make_pipeline(cfg: AppConfig, store: Store, router: ChannelRouter, mappings: dict[str, Mapping],
+                  destinations: dict[str, Destination]) -> Pipeline:
+    return Pipeline(store=store, router=router, mappings=mappings, destinations=destinations,
                     context=MappingContext(identifiers=cfg.identifiers))
+
+
+def reload_definitions(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline) -> bool:
+    """Load channels and mappings again and serve them; a bad file is refused (logged with its file and
+    line) and the previous definitions keep serving. Messages in flight finish with what they started."""
+    from mediator.app import load_definitions
+
+    try:
+        channels, mappings = load_definitions(cfg)
+    except ConfigError as exc:
+        log.error("reload.refused", problems=[str(e) for e in exc.errors])
+        return False
+    router.replace(channels)
+    pipeline.mappings = mappings
+    log.info("reload.done", channels=len(router.channels), mappings=len(mappings))
+    return True
 
 
 def write_state(cfg: AppConfig, path: Path) -> None:
@@ -78,17 +93,27 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
         return
     if cfg.worker.nice:
         os.nice(cfg.worker.nice)
-    definitions = load_definitions(cfg)
+    while True:  # files broken since the node checked them: wait for a fix rather than crash in a loop
+        try:
+            channels, mappings = load_definitions(cfg)
+            break
+        except ConfigError as exc:
+            log.error("worker.definitions_refused", partition=partition, problems=[str(e) for e in exc.errors])
+            await asyncio.sleep(5.0)
+            if os.getppid() != parent:
+                return
     store = make_store(cfg)
     await store.open(recover=False)
     destinations = await open_destinations(cfg)
-    pipeline = make_pipeline(cfg, store, definitions, destinations)
+    router = ChannelRouter(channels)
+    pipeline = make_pipeline(cfg, store, router, mappings, destinations)
     dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
     dispatcher.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_definitions, cfg, router, pipeline)
     idle = cfg.worker.poll_interval_ms / 1000
     log.info("worker.started", partition=partition, partitions=partitions)
     last = 0
@@ -151,6 +176,12 @@ class WorkerSupervisor:
             await asyncio.sleep(1.0)
             if not self._stopping:
                 await self._spawn(partition)
+
+    def reload(self) -> None:
+        """Ask every worker to load channels and mappings again (SIGHUP)."""
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGHUP)
 
     async def stop(self, timeout: float = 15.0) -> None:
         self._stopping = True
