@@ -19,6 +19,7 @@ from mediator.accept.hl7v2 import Hl7v2Door
 from mediator.api.health import GaugeCollector, add_health_routes
 from mediator.api.transactions import add_transaction_routes
 from mediator.config import AppConfig, ChannelConfig, ConfigError, load_channels
+from mediator.console.routes import add_console_routes
 from mediator.inbound.auth import auth_middleware
 from mediator.inbound.http import add_inbound_routes
 from mediator.inbound.mllp import MllpServer
@@ -103,6 +104,7 @@ class Node:
         self.metrics = Metrics(self.registry)
         add_inbound_routes(app, hl7_door, doc_door, cfg.http.max_body_bytes, self.metrics)
         add_transaction_routes(app, store, lambda q: dispatcher.submit(q, None))
+        add_console_routes(app)
         if cfg.sandbox.shr:
             from mediator.sandbox.shr import create_shr_app
             app.add_subapp("/shr/fhir", create_shr_app(cfg.data_path / "shr.db"))
