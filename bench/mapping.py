@@ -1,4 +1,5 @@
-"""Mapping speed: µs per message for parse + apply, and for validate_bundle, on the ADT fixtures.
+"""Mapping speed: µs per message for parse + apply, and for validate_bundle, on the ADT fixtures and
+the Moroccan lab report (ORU^R01, two orders, 15 results, a PDF).
 
 Run: ``python bench/mapping.py [seconds-per-case]``. Prints figures, asserts nothing.
 """
@@ -16,7 +17,8 @@ from mediator.hl7v2 import parse  # noqa: E402
 from mediator.mapping import MappingContext, load_mapping  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = sorted((ROOT / "tests" / "fixtures" / "hl7v2").glob("ma_adt_*.hl7"))
+FIXTURES = sorted((ROOT / "tests" / "fixtures" / "hl7v2").glob("ma_adt_a0[148]*.hl7"))
+ORU = ROOT / "tests" / "fixtures" / "hl7v2" / "ma_oru_r01.hl7"
 
 
 def per_call(fn, seconds: float) -> float:
@@ -51,8 +53,22 @@ def main() -> None:
         print(f"{f.name:28} {t_parse:8.1f} {t_apply:8.1f} {t_both:8.1f} {t_val:9.1f}")
     n = len(FIXTURES)
     both, val = totals[0] / n, totals[1] / n
-    print(f"mean parse+apply {both:.1f} µs, validate {val:.1f} µs -> "
+    print(f"ADT mean parse+apply {both:.1f} µs, validate {val:.1f} µs -> "
           f"{1e6 / (both + val):.0f} msg/s for parse+map+validate on one core")
+    t0 = time.perf_counter()
+    oru = load_mapping(ROOT / "mappings" / "oru_to_fhir.yaml")
+    print(f"load+compile oru_to_fhir.yaml: {(time.perf_counter() - t0) * 1e3:.1f} ms")
+    data = ORU.read_bytes()
+    msg = parse(data)
+    bundle = oru.apply(msg, ctx).bundle
+    t_parse = per_call(lambda: parse(data), seconds)
+    t_apply = per_call(lambda: oru.apply(msg, ctx), seconds)
+    t_both = per_call(lambda: oru.apply(parse(data), ctx), seconds)
+    t_val = per_call(lambda: validate_bundle(bundle), seconds)
+    n_obs = sum(e["resource"]["resourceType"] == "Observation" for e in bundle["entry"])
+    print(f"{ORU.name:28} {t_parse:8.1f} {t_apply:8.1f} {t_both:8.1f} {t_val:9.1f}  "
+          f"({n_obs} results, {len(bundle['entry'])} resources)")
+    print(f"ORU parse+apply+validate {t_both + t_val:.0f} µs -> {1e6 / (t_both + t_val):.0f} msg/s on one core")
 
 
 if __name__ == "__main__":

@@ -228,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default="config.yaml")
     check.set_defaults(func=cmd_check)
 
+    from mediator.mapping.cli import add_map_cli
+
+    add_map_cli(sub)
+
     keygen = sub.add_parser("keygen", help="make a key for encrypting the store at rest")
     keygen.add_argument("file")
     keygen.set_defaults(func=cmd_keygen)

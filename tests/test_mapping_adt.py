@@ -59,7 +59,7 @@ def test_a01_patient(adt: Mapping) -> None:
     assert (p["gender"], p["birthDate"]) == ("male", "1978-04-12")
     assert p["address"][0]["city"] == "Rabat" and p["address"][0]["country"] == "MA"
     assert {t["use"] for t in p["telecom"] if "use" in t} == {"home", "work"}
-    assert result["unmapped"] == ["NK1", "ZPD"]
+    assert result["unmapped"] == ["ZPD"]  # NK1 -> RelatedPerson; the Z-segment is reported
 
 
 def test_a01_encounter_and_practitioner(adt: Mapping) -> None:
@@ -72,7 +72,7 @@ def test_a01_encounter_and_practitioner(adt: Mapping) -> None:
     assert enc["subject"] == {"reference": f"Patient/{pat['id']}"}
     assert enc["participant"][0]["individual"] == {"reference": f"Practitioner/{doc['id']}"}
     assert enc["participant"][0]["type"][0]["coding"][0]["code"] == "ATND"
-    assert doc["identifier"] == [{"system": f"{SID}/inpe", "value": "123456789"}]
+    assert doc["identifier"] == [{"system": f"{SID}/inpe", "value": "123456789", "assigner": {"display": "INPE"}}]
     assert doc["name"][0]["family"] == "ALAOUI"
     assert enc["location"][0]["location"]["reference"] == f"Location/{res['Location']['id']}"
 

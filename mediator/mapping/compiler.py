@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from mediator.hl7v2 import REPETITION, unescape
+from mediator.hl7v2 import REPETITION, SEGMENT, unescape
 from mediator.mapping import convert
 from mediator.mapping.codes import CodeMap, compile_codemap
 from mediator.mapping.functions import FUNCTIONS
+from mediator.mapping.groups import GroupSpec, group_view, split_groups
 from mediator.mapping.model import RuleInfo, Scope
 from mediator.mapping.paths import ALL, parse_path
 from mediator.mapping.schema import Element, datatype_model, elements
@@ -35,6 +36,9 @@ COND_KEYS = frozenset({"exists", "missing", "all", "any", "not", "path", "value"
                        "not_in", "matches"})
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _SPACES = re.compile(r"\s{2,}")
+GROUP_KEYS = frozenset({"group", "members", "leading"})
+_SEGMENT_NAME = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_SEGMENT_REL = re.compile(r"^[1-9]\d*(?:\.[1-9]\d*){0,2}$")
 _SIMPLE_REL = re.compile(r"^[1-9]\d*(?:\.[1-9]\d*)?$")
 
 
@@ -93,9 +97,13 @@ class Where:
     rule: str
     node_level: int | None = None
     resource_type: str = ""
+    groups: frozenset[str] = frozenset()  # segment names read inside the enclosing segment groups
 
     def sub(self, name: str) -> Where:
-        return Where(f"{self.rule}.{name}", self.node_level, self.resource_type)
+        return Where(f"{self.rule}.{name}", self.node_level, self.resource_type, self.groups)
+
+    def at_level(self, level: int | None, groups: frozenset[str] | None = None) -> Where:
+        return Where(self.rule, level, self.resource_type, self.groups if groups is None else groups)
 
 
 @dataclass
@@ -143,7 +151,7 @@ class Compiler:
             raise src.error(f"rule '{where.rule}': {exc}") from None
         if not p.relative and p.segment:
             occ = self.u.coverage.setdefault(p.segment, set())
-            occ.add(p.occurrence)
+            occ.add(ALL if p.segment in where.groups or "*" in where.groups else p.occurrence)
         return p
 
     def reader(self, text: Any, src: Src, where: Where) -> tuple[Rule, str]:
@@ -154,6 +162,8 @@ class Compiler:
         ptext = p.text
         if p.relative and where.node_level == REPETITION and _SIMPLE_REL.match(ptext):
             return _fast_reader(ptext), ptext
+        if p.relative and where.node_level == SEGMENT and _SEGMENT_REL.match(ptext):
+            return _fast_segment_reader(ptext), ptext
         if p.relative:
             def read_rel(scope: Scope) -> str | None:
                 node = scope.node
@@ -185,6 +195,97 @@ class Compiler:
         def sel_abs(scope: Scope) -> list[Any]:
             return [n for n in scope.msg.select(ptext) if not n.is_empty]
         return sel_abs, p.level
+
+    def scopes(self, spec: Any, src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
+        """A ``for_each`` selector: a path, a segment group ``{group: OBR, ...}`` or a list of them
+        (each one applied inside the previous). Returns the child scopes' maker and their ``Where``."""
+        if isinstance(spec, list):
+            if not spec:
+                raise src.error(f"rule '{where.rule}': for_each takes a path, a group or a non-empty list")
+            steps = []
+            w = where
+            for i, item in enumerate(spec):
+                fn, w = self.scopes(item, src / i, w)
+                steps.append(fn)
+
+            def run_chain(scope: Scope) -> list[Scope]:
+                cur = [scope]
+                for fn in steps:
+                    cur = [c for s in cur for c in fn(s)]
+                return cur
+            return run_chain, w
+        if isinstance(spec, dict) and "first_of" in spec:
+            return self.first_of(spec, src, where)
+        if isinstance(spec, dict):
+            return self.group(spec, src, where)
+        sel, level = self.selector(spec, src, where)
+        if level == SEGMENT:
+            def run_segments(scope: Scope) -> list[Scope]:
+                msg, ctx, vars_, ids, chain = scope.msg, scope.ctx, scope.vars, scope.ids, scope.group
+                return [Scope(msg, ctx, n, vars_, ids, (*chain, id(n)), pos) for pos, n in enumerate(sel(scope), 1)]
+            return run_segments, where.at_level(level)
+
+        def run_nodes(scope: Scope) -> list[Scope]:
+            return [scope.at(n, pos) for pos, n in enumerate(sel(scope), 1)]
+        return run_nodes, where.at_level(level)
+
+    def first_of(self, spec: dict[str, Any], src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
+        """``{first_of: [OBR-16[1], ORC-12[1]]}``: the nodes of the first selector that finds any."""
+        alts = spec["first_of"]
+        if len(spec) != 1 or not isinstance(alts, list) or not alts:
+            raise src.error(f"rule '{where.rule}': 'first_of' takes a non-empty list of selectors")
+        made = [self.scopes(a, src / "first_of" / i, where) for i, a in enumerate(alts)]
+        levels = {w.node_level for _, w in made}
+        if len(levels) != 1:
+            raise src.error(f"rule '{where.rule}': the selectors of 'first_of' must select nodes of one level")
+        fns = [fn for fn, _ in made]
+
+        def run_first_of(scope: Scope) -> list[Scope]:
+            for fn in fns:
+                found = fn(scope)
+                if found:
+                    return found
+            return []
+        return run_first_of, made[-1][1]
+
+    def group(self, spec: dict[str, Any], src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
+        """``{group: OBR, members: [NTE, OBX, SPM], leading: [ORC]}``: one scope per segment group."""
+        for k in spec:
+            if k not in GROUP_KEYS:
+                raise (src / k).error(f"rule '{where.rule}': unknown group key {k!r} "
+                                      f"(expected one of {sorted(GROUP_KEYS)})")
+        if "group" not in spec:
+            raise src.error(f"rule '{where.rule}': a segment group needs 'group: <segment(s) that start it>'")
+
+        def names(key: str) -> frozenset[str]:
+            v = spec.get(key, [])
+            items = [v] if isinstance(v, str) else v
+            if not isinstance(items, list) or not all(isinstance(x, str) and _SEGMENT_NAME.match(x) for x in items):
+                raise (src / key).error(f"rule '{where.rule}': '{key}' is a segment name or a list of them")
+            return frozenset(items)
+        starts = names("group")
+        if not starts:
+            raise (src / "group").error(f"rule '{where.rule}': 'group' names at least one segment")
+        gs = GroupSpec(starts, names("members") if "members" in spec else None, names("leading"))
+        all_names = gs.names
+        for name in starts:
+            self.u.coverage.setdefault(name, set()).add(ALL)
+
+        def run_group(scope: Scope) -> list[Scope]:
+            msg = scope.msg
+            # the groups of a message (or of an enclosing group's view) are split once per apply
+            cache = scope.vars.get("@groups")
+            if cache is None:
+                cache = scope.vars["@groups"] = {}
+            key = (id(msg), gs)
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = [(start, group_view(msg, segs, all_names))
+                                      for start, segs in split_groups(msg, gs)]
+            return [scope.enter(view, start, id(start), pos) for pos, (start, view) in enumerate(found, 1)]
+        # inside a group without a members list any segment may be the group's: "*" marks that
+        inside = all_names if gs.members is not None else all_names | {"*"}
+        return run_group, where.at_level(SEGMENT, where.groups | inside)
 
     def var(self, name: str, src: Src, where: Where) -> Rule:
         if name not in self.u.lets:
@@ -290,7 +391,10 @@ class Compiler:
             if el is None or not el.is_list:
                 raise src.error(f"rule '{where.rule}': a list of rules needs a repeating element")
             item_el = Element(el.name, False, el.type, el.complex, el.model)
-            parts = [self.guard(lambda i=i, r=r: self.value(r, src / i, item_el, where)) for i, r in enumerate(spec)]
+            # a for_each item adds every value it finds; any other item adds one
+            parts = [self.guard(lambda i=i, r=r: self.value(
+                r, src / i, el if isinstance(r, dict) and "for_each" in r else item_el, where))
+                for i, r in enumerate(spec)]
             runs = [(p.run, p.many) for p in parts]
 
             def run_list(scope: Scope) -> list[Any] | None:
@@ -303,6 +407,8 @@ class Compiler:
                         out.extend(v)
                     else:
                         out.append(v)
+                if len(out) > 1 and any(isinstance(v, dict) and "reference" in v for v in out):
+                    out = _unique_refs(out)
                 return out or None
             return Compiled(run_list, any(p.data for p in parts), True)
         if isinstance(spec, (str, int, float, bool)) and not isinstance(spec, str):
@@ -323,8 +429,7 @@ class Compiler:
         return one
 
     def for_each(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
-        sel, level = self.selector(spec["for_each"], src / "for_each", where)
-        inner_where = Where(where.rule, level, where.resource_type)
+        sel, inner_where = self.scopes(spec["for_each"], src / "for_each", where)
         body = {k: v for k, v in spec.items() if k not in ("for_each", "when")}
         if not body:
             raise src.error(f"rule '{where.rule}': for_each needs a body (path, fields, use, ...)")
@@ -336,8 +441,7 @@ class Compiler:
 
         def run_each(scope: Scope) -> Any:
             out = []
-            for node in sel(scope):
-                s = scope.at(node)
+            for s in sel(scope):
                 if when is not None and not when(s):
                     continue
                 v = run_item(s)
@@ -539,6 +643,16 @@ class Compiler:
                 raise (src / "args" / k).error(f"rule '{where.rule}': argument {k!r} must be a "
                                                f"{f.args[k].__name__}")
         impl = f.impl
+        if f.input == "none":
+            extra = [k for k in SOURCE_KEYS if k in spec and k != "fn"]
+            if extra:
+                raise src.error(f"rule '{where.rule}': function {name!r} reads nothing; drop '{extra[0]}'")
+            if where.node_level is None:
+                raise src.error(f"rule '{where.rule}': function {name!r} is only meaningful inside for_each")
+
+            def run_none_fn(scope: Scope) -> Any:
+                return impl(scope, None, args)
+            return Compiled(run_none_fn, True)
         if f.input == "value":
             rest = {k: v for k, v in spec.items() if k in SOURCE_KEYS and k != "fn"}
             if len(rest) != 1:
@@ -596,6 +710,7 @@ class Compiler:
         for k, v in local.items():
             entries[k] = (v, src / "fields" / k)
         ref_run: Rule | None = None
+        many = False
         if "ref" in spec:
             if el.type != "Reference":
                 raise (src / "ref").error(f"rule '{where.rule}': 'ref' needs a Reference element, "
@@ -606,30 +721,28 @@ class Compiler:
                                           f"(known: {sorted(self.u.resources)})")
             rtype = self.u.resources[target]
 
-            def ref_run(scope: Scope) -> str | None:
-                ids = scope.ids.get(target)
-                return f"{rtype}/{ids[0]}" if ids else None
+            def ref_run(scope: Scope) -> list[str]:
+                return [f"{rtype}/{rid}" for rid in nearest(scope.ids.get(target), scope.group)]
         run, data = self.fields(entries, el.model, where)
         if ref_run is not None:
             run_fields = run
+            every = el.is_list  # a repeating element gets every matching resource
 
-            def run_ref(scope: Scope) -> dict[str, Any] | None:
-                r = ref_run(scope)
-                if r is None:
+            def run_ref(scope: Scope) -> Any:
+                refs = ref_run(scope)
+                if not refs:
                     return None
-                out = {"reference": r}
                 extra = run_fields(scope) if entries else None
-                if extra:
-                    out.update(extra)
-                return out
-            run, data = run_ref, True
+                out = [{"reference": r, **(extra or {})} for r in (refs if every else refs[:1])]
+                return out if every else out[0]
+            run, data, many = run_ref, True, every
         if fragment_when is not None:
             inner = run
 
             def run_when(scope: Scope) -> Any:
                 return inner(scope) if fragment_when(scope) else None
             run = run_when
-        return Compiled(run, data)
+        return Compiled(run, data, many)
 
     def fields(self, entries: dict[str, tuple[Any, Src]], model: Any, where: Where) -> tuple[Rule, bool]:
         """Compile element -> rule pairs against a FHIR model; unknown elements are refused."""
@@ -660,6 +773,87 @@ class Compiler:
                 return None
             return out or None
         return run_fields, any_data
+
+
+def _unique_refs(values: list[Any]) -> list[Any]:
+    """A list without the repeated References (the same doctor as author and primary provider)."""
+    seen: set[str] = set()
+    out = []
+    for v in values:
+        if isinstance(v, dict) and isinstance(v.get("reference"), str):
+            key = repr(sorted(v.items()))
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(v)
+    return out
+
+
+def nearest(entries: list[tuple[tuple[int, ...], str]] | None, chain: tuple[int, ...]) -> list[str]:
+    """The ids, among ``(group chain, id)`` pairs, that share the longest group prefix with ``chain``.
+
+    From an Observation of the second order, ``ref: specimen`` finds that order's specimen; from the
+    order's DiagnosticReport, ``ref: observation`` finds every Observation of that order; from a
+    resource outside any group, every one.
+    """
+    if not entries:
+        return []
+    best, out = -1, []
+    seen = set()
+    for key, rid in entries:
+        n = 0
+        for a, b in zip(key, chain, strict=False):
+            if a != b:
+                break
+            n += 1
+        if n > best:
+            best, out, seen = n, [rid], {rid}
+        elif n == best and rid not in seen:
+            out.append(rid)
+            seen.add(rid)
+    return out
+
+
+def _fast_segment_reader(ptext: str) -> Rule:
+    """Read ``f``, ``f.c`` or ``f.c.s`` (first repetition) on a segment node without the generic path walk.
+
+    Same result as ``node.get(ptext)``: the first repetition's value, unescaped and trimmed.
+    """
+    parts = [int(x) for x in ptext.split(".")]
+    fi = parts[0]
+    ci = parts[1] if len(parts) > 1 else 0
+    si = parts[2] if len(parts) > 2 else 0
+
+    def read_seg(scope: Scope) -> str | None:
+        node = scope.node
+        if node is None:
+            return None
+        fields_raw = getattr(node, "fields_raw", None)
+        if fields_raw is None:  # not a segment: the generic way
+            v = node.get(ptext)
+        else:
+            if fi <= 2 and node.name in ("MSH", "BHS", "FHS"):
+                v = node.get(ptext)
+            else:
+                v = fields_raw(fi)
+                if not v:
+                    return None
+                d = scope.msg.delimiters
+                if d.repetition in v:
+                    v = v.split(d.repetition, 1)[0]
+                if ci:
+                    comps = v.split(d.component)
+                    v = comps[ci - 1] if ci <= len(comps) else ""
+                    if si:
+                        subs = v.split(d.subcomponent)
+                        v = subs[si - 1] if si <= len(subs) else ""
+                if v and d.escape in v:
+                    v = unescape(v, d, scope.msg.encoding)
+        if not v:
+            return None
+        v = v.strip()
+        return v if v and v != '""' else None
+    return read_seg
 
 
 def _fast_reader(ptext: str) -> Rule:

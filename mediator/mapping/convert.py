@@ -33,6 +33,12 @@ def to_date(value: str, scope: Scope, info: RuleInfo, src: str | None) -> str:
     return to_datetime(value, scope, info, src).split("T", 1)[0]
 
 
+def to_instant(value: str, scope: Scope, info: RuleInfo, src: str | None) -> str | None:
+    """A FHIR instant needs a time: a value with only a date (or less) gives nothing."""
+    v = to_datetime(value, scope, info, src)
+    return v if "T" in v else None
+
+
 def to_integer(value: str, scope: Scope, info: RuleInfo, src: str | None) -> int:
     if not _INT.match(value):
         raise info.fail("not an integer", src)
@@ -40,6 +46,10 @@ def to_integer(value: str, scope: Scope, info: RuleInfo, src: str | None) -> int
 
 
 def to_decimal(value: str, scope: Scope, info: RuleInfo, src: str | None) -> int | float:
+    """A decimal; a decimal comma (``1,26``, as French-speaking labs write it) is accepted."""
+    value = value.strip()
+    if "," in value and "." not in value:
+        value = value.replace(",", ".")
     if not _DEC.match(value):
         raise info.fail("not a decimal number", src)
     return int(value) if _INT.match(value) else float(value)
@@ -59,12 +69,12 @@ def to_string(value: str, scope: Scope, info: RuleInfo, src: str | None) -> str:
 
 
 CONVERTERS: dict[str, Converter] = {
-    "datetime": to_datetime, "date": to_date, "integer": to_integer, "decimal": to_decimal,
+    "datetime": to_datetime, "date": to_date, "instant": to_instant, "integer": to_integer, "decimal": to_decimal,
     "boolean": to_boolean, "string": to_string,
 }
 
 # FHIR primitive type -> default conversion of a text value
 BY_FHIR_TYPE: dict[str, str] = {
-    "date": "date", "dateTime": "datetime", "instant": "datetime", "integer": "integer",
+    "date": "date", "dateTime": "datetime", "instant": "instant", "integer": "integer",
     "positiveInt": "integer", "unsignedInt": "integer", "decimal": "decimal", "boolean": "boolean",
 }

@@ -7,6 +7,8 @@ path). Arguments (``args:``) are checked at load.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +22,7 @@ from mediator.mapping.model import Scope
 @dataclass(frozen=True)
 class Function:
     name: str
-    input: str  # "node" | "nodes" | "value"
+    input: str  # "node" | "nodes" | "value" | "none"
     args: dict[str, type]  # allowed argument -> expected python type
     impl: Callable[[Scope, Any, dict[str, Any]], Any]
     doc: str
@@ -141,6 +143,50 @@ def script_of(scope: Scope, value: Any, args: dict[str, Any]) -> str | None:
     return "Latn" if latin else None
 
 
+_NUM = r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)"
+_RANGE = re.compile(rf"^\s*({_NUM})\s*(?:-|–|à|to)\s*({_NUM})\s*$")
+_BOUND = re.compile(rf"^\s*(<=|>=|<|>|≤|≥)\s*({_NUM})\s*$")
+
+
+def _range(text: str | None) -> tuple[str | None, str | None]:
+    if not text:
+        return None, None
+    m = _RANGE.match(text)
+    if m:
+        return m.group(1).replace(",", "."), m.group(2).replace(",", ".")
+    m = _BOUND.match(text)
+    if m:
+        v = m.group(2).replace(",", ".")
+        return (None, v) if m.group(1) in ("<", "<=", "≤") else (v, None)
+    return None, None
+
+
+def range_low(scope: Scope, value: Any, args: dict[str, Any]) -> str | None:
+    """The low bound of a reference range text (``3.5-5.0``, ``0,70 - 1,10``, ``>10``), else None."""
+    return _range(value)[0]
+
+
+def range_high(scope: Scope, value: Any, args: dict[str, Any]) -> str | None:
+    """The high bound of a reference range text (``3.5-5.0``, ``<5``), else None."""
+    return _range(value)[1]
+
+
+def to_base64(scope: Scope, value: Any, args: dict[str, Any]) -> str | None:
+    """The base64 of a text's UTF-8 bytes (a FHIR ``Attachment.data`` for a text document)."""
+    return base64.b64encode(str(value).encode("utf-8")).decode("ascii") if value else None
+
+
+def position(scope: Scope, _: Any, args: dict[str, Any]) -> str | None:
+    """The 1-based position of the current ``for_each`` node (or group) among its siblings."""
+    return str(scope.pos) if scope.pos else None
+
+
+def join(scope: Scope, nodes: Any, args: dict[str, Any]) -> str | None:
+    """The unescaped texts of every selected node (``OBX-5[*]``, ``NTE[*]-3``) joined by ``args.sep``."""
+    texts = [t for n in nodes or () if (t := n.text.strip()) and t != '""']
+    return args.get("sep", "\n").join(texts) if texts else None
+
+
 FUNCTIONS: dict[str, Function] = {
     f.name: f
     for f in (
@@ -154,5 +200,10 @@ FUNCTIONS: dict[str, Function] = {
                  {"kinds": list, "authority": str, "type": str, "default_kind": str, "value": str},
                  strongest_identifier, "CX repetitions -> 'system|value' of the preferred kind"),
         Function("script_of", "value", {}, script_of, "text -> 'Arab' | 'Latn'"),
+        Function("range_low", "value", {}, range_low, "'3.5-5.0' -> '3.5' (reference range low bound)"),
+        Function("range_high", "value", {}, range_high, "'3.5-5.0' -> '5.0' (reference range high bound)"),
+        Function("base64", "value", {}, to_base64, "text -> base64 of its UTF-8 bytes"),
+        Function("position", "none", {}, position, "1-based position of the current for_each node"),
+        Function("join", "nodes", {"sep": str}, join, "every selected value joined by 'sep' (a newline)"),
     )
 }

@@ -75,17 +75,13 @@ class Mapping:
                     continue
                 items = [scope]
             else:
-                items = []
-                for node in res.select(scope):
-                    s = scope.at(node)
-                    if res.when is None or res.when(s):
-                        items.append(s)
+                items = [s for s in res.select(scope) if res.when is None or res.when(s)]
             ids = []
             for s in items:
                 rid = res.id(s)
                 if rid is None:
                     raise res.info.fail("the resource id is empty (its source fields are missing)")
-                ids.append(rid)
+                ids.append((s.group, rid))
                 todo.append((res, s, rid))
             if ids:
                 scope.ids[res.name] = ids
@@ -182,7 +178,7 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
         raise ConfigError([locs.error((), "a mapping file must be a YAML mapping")])
     root = Src(locs, ())
     for k in data:
-        if k not in TOP_KEYS:
+        if k not in TOP_KEYS and not (isinstance(k, str) and k.startswith("x-")):  # x-*: YAML anchors
             err((root / k).error(f"unknown top-level key {k!r} (expected one of {sorted(TOP_KEYS)})"))
     name = data.get("mapping")
     if not isinstance(name, str) or not name:
@@ -285,8 +281,7 @@ def _compile_resource(comp: Compiler, m: Mapping, rname: str, body: Any, src: Sr
     select = None
     if "for_each" in body:
         try:
-            select, level = comp.selector(body["for_each"], src / "for_each", where)
-            where = Where(rname, level, rtype)
+            select, where = comp.scopes(body["for_each"], src / "for_each", where)
         except YamlFileError as exc:
             unit.errors.append(exc)
             return

@@ -60,17 +60,25 @@ class RuleInfo:
 class Scope:
     """The state one message is evaluated in; ``node`` is the current ``for_each`` item."""
 
-    __slots__ = ("msg", "ctx", "node", "vars", "ids", "comps")
+    __slots__ = ("msg", "ctx", "node", "vars", "ids", "comps", "group", "pos")
 
     def __init__(self, msg: Any, ctx: MappingContext, node: Any = None,
-                 vars: dict[str, Any] | None = None, ids: dict[str, list[str]] | None = None) -> None:
-        self.msg = msg
+                 vars: dict[str, Any] | None = None, ids: dict[str, list[tuple[tuple[int, ...], str]]] | None = None,
+                 group: tuple[int, ...] = (), pos: int = 0) -> None:
+        self.msg = msg  # the message, or the view of the segment group being mapped
         self.ctx = ctx
         self.node = node
         self.vars = vars if vars is not None else {}
+        # resource name -> (group chain it was produced in, id), in production order
         self.ids = ids if ids is not None else {}
         self.comps: list[str] | None = None  # the current node's raw components, split once
+        self.group = group  # chain of the segment groups entered (one key per group level)
+        self.pos = pos  # 1-based position of the current node among its for_each siblings
 
-    def at(self, node: Any) -> Scope:
+    def at(self, node: Any, pos: int = 0) -> Scope:
         """The same scope with another current node."""
-        return Scope(self.msg, self.ctx, node, self.vars, self.ids)
+        return Scope(self.msg, self.ctx, node, self.vars, self.ids, self.group, pos)
+
+    def enter(self, view: Any, node: Any, key: int, pos: int) -> Scope:
+        """The scope of one segment group: its view of the message, its first segment, its key."""
+        return Scope(view, self.ctx, node, self.vars, self.ids, (*self.group, key), pos)

@@ -1,0 +1,297 @@
+"""Mapping fidelity on public corpora: prints tables, asserts nothing.
+
+Run: ``python bench/fidelity.py [--details]``
+
+1. Microsoft FHIR-Converter HL7 v2 corpus (``ms-fhir-converter/pairs.tsv``: input -> their expected
+   Bundle), one row per message type:
+   - parsed: the message parses and the mapping applies without an exception;
+   - valid: ``validate_bundle`` finds nothing (FHIR R4 elements, every reference resolved);
+   - value recall: of the primitive values of their expected output that also occur in the input
+     message as a value (a field, repetition, component or subcomponent: values they invented, ids,
+     URIs are left out), the share our Bundle also carries (dates compared on their digits up to the
+     minute, numbers as numbers, strings exactly; one-character values are not counted);
+   - type recall: of the resource types in their output, the share also in ours.
+   The mapping is the one the channels choose for the message type; a type no channel takes uses
+   the mapping of its family (``ADT^*`` -> adt_to_fhir.yaml) or the catch-all in ``FAMILY``.
+2. ReportStream HL7 v2-to-FHIR IG cases (``reportstream-v2-to-fhir/``), one row per case folder:
+   the share of the expected elements (leaf path without indexes, and value) that our Bundle
+   reproduces for the same resource type, ignoring ids, references, ``meta``, ReportStream's own
+   extensions (``reportstream.cdc.gov``), and — as we send a transaction Bundle to the shared
+   record, not a FHIR message — MessageHeader and Provenance (shown separately).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import traceback
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mediator.config import AppConfig, load_config  # noqa: E402
+from mediator.fhir.validate import validate_bundle  # noqa: E402
+from mediator.hl7v2 import parse  # noqa: E402
+from mediator.mapping import Mapping, MappingContext, load_mappings  # noqa: E402
+from mediator.mapping.cli import choose_mapping  # noqa: E402
+from mediator.testing import CORPORA  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# catch-all per family for the message families without a mapping of their own
+FAMILY = {"ADT": "adt_to_fhir.yaml", "BAR": "adt_to_fhir.yaml", "DFT": "adt_to_fhir.yaml",
+          "REF": "adt_to_fhir.yaml", "OUL": "oru_to_fhir.yaml", "OMG": "orders_to_fhir.yaml",
+          "ORU": "oru_to_fhir.yaml", "ORM": "orders_to_fhir.yaml", "OML": "orders_to_fhir.yaml",
+          "RDE": "pharmacy_to_fhir.yaml", "RDS": "pharmacy_to_fhir.yaml", "VXU": "vxu_to_fhir.yaml",
+          "MDM": "mdm_to_fhir.yaml", "SIU": "siu_to_fhir.yaml"}
+SKIP_KEYS = {"id", "reference", "fullUrl", "request", "meta", "url", "div", "lastUpdated"}
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::\d{2}(?:\.\d+)?)?)?)?)?"
+                   r"(?:Z|[+-]\d{2}:\d{2})?$")
+_UNESC = {"\\F\\": "|", "\\S\\": "^", "\\T\\": "&", "\\R\\": "~", "\\E\\": "\\", "\\.br\\": "\n"}
+
+
+def _norm(v: Any) -> str | None:
+    """A comparable form of a primitive value (None: too trivial to count)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return str(int(f)) if f.is_integer() else repr(f)
+    s = str(v).strip()
+    m = _DATE.match(s)
+    if m and len(s) >= 4:
+        return "".join(g for g in m.groups() if g)
+    if re.fullmatch(r"[+-]?\d+\.\d+", s):
+        return repr(float(s)).rstrip("0").rstrip(".") if float(s) != int(float(s)) else str(int(float(s)))
+    return s if len(s) >= 2 else None
+
+
+def _values(node: Any, out: set[str]) -> None:
+    if isinstance(node, dict):
+        if "reportstream.cdc.gov" in str(node.get("url", "")):
+            return
+        for k, v in node.items():
+            if k not in SKIP_KEYS:
+                _values(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _values(v, out)
+    else:
+        n = _norm(node)
+        if n is not None:
+            out.add(n)
+
+
+_DIGITS = re.compile(r"^(\d{8})(\d{4})?")
+
+
+def _input_values(msg: Any) -> set[str]:
+    """Every value of the message as its leaves (fields, repetitions, components, subcomponents), in
+    the form :func:`_norm` gives them; an HL7 date/time also as its date and its minute."""
+    d = msg.delimiters
+    out: set[str] = set()
+
+    def add(v: str) -> None:
+        v = _input_text(v).strip()
+        if not v:
+            return
+        n = _norm(v)
+        if n is not None:
+            out.add(n)
+        m = _DIGITS.match(v)
+        if m:
+            out.add(m.group(1))
+            if m.group(2):
+                out.add(m.group(1) + m.group(2))
+    for seg in msg.segments:
+        for fi, field in enumerate(seg.raw.split(d.field)):
+            if fi == 0:
+                continue
+            for rep in field.split(d.repetition):
+                add(rep)
+                for comp in rep.split(d.component):
+                    add(comp)
+                    for sub in comp.split(d.subcomponent):
+                        add(sub)
+    return out
+
+
+def _input_text(raw: str) -> str:
+    for k, v in _UNESC.items():
+        raw = raw.replace(k, v)
+    return raw
+
+
+def _mapping_for(cfg: AppConfig, msg: Any, mappings: dict[str, Mapping]) -> Mapping | None:
+    found, _ = choose_mapping(cfg, msg, mappings)
+    if found is None:
+        found = mappings.get(FAMILY.get(msg.message_code, ""))
+    return found
+
+
+def _types(bundle: dict[str, Any]) -> set[str]:
+    return {e["resource"]["resourceType"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)}
+
+
+def ms_corpus(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
+    base = CORPORA / "ms-fhir-converter"
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    ctx = MappingContext(identifiers=cfg.identifiers)
+    with open(base / "pairs.tsv", encoding="utf-8") as fh:
+        pairs = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "hl7v2"]
+    for pair in pairs:
+        raw = (base / pair["input"]).read_bytes()
+        expected = json.loads((base / pair["expected"]).read_text(encoding="utf-8-sig"))
+        r = rows[pair["root_template"]]
+        r["n"] += 1
+        try:
+            msg = parse(raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r"))
+            mapping = _mapping_for(cfg, msg, mappings)
+            if mapping is None:
+                r["no_mapping"] += 1
+                bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+            else:
+                r["mapping:" + Path(mapping.file).stem] = 1
+                bundle = mapping.apply(msg, ctx).bundle
+            r["parsed"] += 1
+        except Exception as exc:  # counted, shown with --details
+            if details:
+                print(f"  crash {pair['input']}: {type(exc).__name__}: {exc}")
+                traceback.print_exc(limit=3)
+            bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+        else:
+            problems = validate_bundle(bundle) if mapping is not None else ["no mapping"]
+            if not problems:
+                r["valid"] += 1
+            elif details:
+                print(f"  invalid {pair['input']}: {problems[:3]}")
+        want: set[str] = set()
+        _values(expected, want)
+        try:
+            want &= _input_values(parse(raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r")))
+        except Exception:
+            want = set()
+        ours: set[str] = set()
+        _values(bundle, ours)
+        r["values"] += len(want)
+        r["value_hits"] += len(want & ours)
+        exp_types = _types(expected) - {"MessageHeader", "Provenance"}
+        r["types"] += len(exp_types)
+        r["type_hits"] += len(exp_types & _types(bundle))
+        if details and want - ours:
+            print(f"  {pair['input']}: missing values {sorted(want - ours)[:12]}")
+    _print_ms(rows)
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:5.1f}%" if b else "   - "
+
+
+def _print_ms(rows: dict[str, dict[str, float]]) -> None:
+    print("\nMicrosoft FHIR-Converter HL7 v2 corpus (pairs.tsv)")
+    print(f"{'message type':14} {'n':>3} {'parsed':>7} {'valid':>7} {'values':>7} {'types':>7}  mapping")
+    tot: dict[str, float] = defaultdict(float)
+    for key in sorted(rows):
+        r = rows[key]
+        for k in ("n", "parsed", "valid", "values", "value_hits", "types", "type_hits", "no_mapping"):
+            tot[k] += r[k]
+        maps = ",".join(k.split(":", 1)[1] for k in r if k.startswith("mapping:")) or "none"
+        print(f"{key:14} {int(r['n']):3} {_pct(r['parsed'], r['n']):>7} {_pct(r['valid'], r['n']):>7} "
+              f"{_pct(r['value_hits'], r['values']):>7} {_pct(r['type_hits'], r['types']):>7}  {maps}")
+    print(f"{'TOTAL':14} {int(tot['n']):3} {_pct(tot['parsed'], tot['n']):>7} {_pct(tot['valid'], tot['n']):>7} "
+          f"{_pct(tot['value_hits'], tot['values']):>7} {_pct(tot['type_hits'], tot['types']):>7}  "
+          f"({int(tot['value_hits'])}/{int(tot['values'])} values, {int(tot['type_hits'])}/{int(tot['types'])} types, "
+          f"{int(tot['no_mapping'])} without mapping)")
+
+
+# ---------------------------------------------------------------------------------------- ReportStream
+def _leaves(node: Any, path: str, out: set[tuple[str, str]]) -> None:
+    if isinstance(node, dict):
+        if "reportstream.cdc.gov" in str(node.get("url", "")):
+            return
+        for k, v in node.items():
+            if k in SKIP_KEYS:
+                continue
+            _leaves(v, f"{path}.{k}" if path else k, out)
+    elif isinstance(node, list):
+        for v in node:
+            _leaves(v, path, out)
+    else:
+        n = _norm(node) if not isinstance(node, bool) else str(node)
+        if n is not None:
+            out.add((path, n))
+
+
+def _elements(bundle: dict[str, Any], skip: set[str]) -> set[tuple[str, str, str]]:
+    out: set[tuple[str, str, str]] = set()
+    for e in bundle.get("entry", []):
+        res = e.get("resource") or {}
+        rtype = res.get("resourceType", "")
+        if rtype in skip:
+            continue
+        leaves: set[tuple[str, str]] = set()
+        _leaves(res, "", leaves)
+        out |= {(rtype, p, v) for p, v in leaves if p != "resourceType"}
+    return out
+
+
+def reportstream(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
+    base = CORPORA / "reportstream-v2-to-fhir"
+    ctx = MappingContext(identifiers=cfg.identifiers)
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for hl7 in sorted(base.rglob("*.hl7")):
+        fhir = hl7.with_suffix(".fhir")
+        if not fhir.is_file():
+            continue
+        folder = hl7.relative_to(base).parts[0]
+        r = rows[folder]
+        r["n"] += 1
+        expected = json.loads(fhir.read_text(encoding="utf-8-sig"))
+        try:
+            msg = parse(hl7.read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r"))
+            mapping = _mapping_for(cfg, msg, mappings)
+            bundle = mapping.apply(msg, ctx).bundle if mapping else {"entry": []}
+            r["parsed"] += 1
+            if mapping and not validate_bundle(bundle):
+                r["valid"] += 1
+        except Exception as exc:
+            if details:
+                print(f"  crash {hl7.relative_to(base)}: {type(exc).__name__}: {exc}")
+            bundle = {"entry": []}
+        want = _elements(expected, {"MessageHeader", "Provenance"})
+        have = _elements(bundle, set())
+        r["elements"] += len(want)
+        r["hits"] += len(want & have)
+        hdr = _elements(expected, set()) - want
+        r["hdr_elements"] += len(hdr)
+        if details and want - have:
+            print(f"  {hl7.relative_to(base)}: missing {sorted(want - have)[:8]}")
+    print("\nReportStream HL7 v2-to-FHIR IG cases (elements: leaf path + value, ids/references/RS extensions ignored)")
+    print(f"{'case folder':12} {'n':>3} {'parsed':>7} {'valid':>7} {'elements':>9} {'reproduced':>10}")
+    tot: dict[str, float] = defaultdict(float)
+    for key in sorted(rows):
+        r = rows[key]
+        for k in ("n", "parsed", "valid", "elements", "hits", "hdr_elements"):
+            tot[k] += r[k]
+        print(f"{key:12} {int(r['n']):3} {_pct(r['parsed'], r['n']):>7} {_pct(r['valid'], r['n']):>7} "
+              f"{int(r['elements']):9} {_pct(r['hits'], r['elements']):>10}")
+    print(f"{'TOTAL':12} {int(tot['n']):3} {_pct(tot['parsed'], tot['n']):>7} {_pct(tot['valid'], tot['n']):>7} "
+          f"{int(tot['elements']):9} {_pct(tot['hits'], tot['elements']):>10}")
+    print(f"(left out: {int(tot['hdr_elements'])} MessageHeader/Provenance elements; counted, the share would be "
+          f"{_pct(tot['hits'], tot['elements'] + tot['hdr_elements']).strip()})")
+
+
+def main() -> None:
+    details = "--details" in sys.argv
+    cfg_file = ROOT / "config.yaml"
+    cfg = load_config(cfg_file) if cfg_file.is_file() else AppConfig(base_dir=str(ROOT))
+    mappings = load_mappings(cfg.resolve(cfg.mappings_dir))
+    ms_corpus(cfg, mappings, details)
+    reportstream(cfg, mappings, details)
+
+
+if __name__ == "__main__":
+    main()
