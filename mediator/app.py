@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -28,6 +29,8 @@ from mediator.metrics import Metrics
 from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.steps import Pipeline
 from mediator.pipeline.worker import WorkerSupervisor, make_pipeline, open_destinations, reload_definitions
+from mediator.registry.config import Registries, open_registries
+from mediator.registry.http import add_registry_routes
 from mediator.routes.destination import Destination
 from mediator.store.base import QueuedMessage
 from mediator.store.factory import make_store
@@ -35,6 +38,29 @@ from mediator.store.sqlite import SQLiteStore
 from mediator.yamlfile import YamlFileError
 
 log = structlog.get_logger(__name__)
+
+
+_compiled: dict[tuple[str, tuple[tuple[str, float, int], ...]], dict[str, Mapping]] = {}
+
+
+def _files_stamp(directory: Path) -> tuple[tuple[str, float, int], ...]:
+    out = []
+    for f in sorted(directory.rglob("*.y*ml")):
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            out.append((str(f), st.st_mtime, st.st_size))
+    return tuple(out)
+
+
+def compiled_mappings(directory: Path) -> dict[str, Mapping]:
+    """The mappings of ``directory``, compiled once per content of its files (nodes of one process, as in
+    tests, share them; a changed file compiles again)."""
+    key = (str(directory.resolve()), _files_stamp(directory))
+    if key not in _compiled:
+        if len(_compiled) >= 4:
+            del _compiled[next(iter(_compiled))]
+        _compiled[key] = load_mappings(directory)
+    return _compiled[key]
 
 
 def load_definitions(cfg: AppConfig) -> tuple[list[ChannelConfig], dict[str, Mapping]]:
@@ -47,7 +73,7 @@ def load_definitions(cfg: AppConfig) -> tuple[list[ChannelConfig], dict[str, Map
     except ConfigError as exc:
         errors.extend(exc.errors)
     try:
-        mappings = load_mappings(cfg.resolve(cfg.mappings_dir))
+        mappings = compiled_mappings(cfg.resolve(cfg.mappings_dir))
     except ConfigError as exc:
         errors.extend(exc.errors)
     for ch in channels:
@@ -79,6 +105,7 @@ class Node:
         self._watcher: asyncio.Task[None] | None = None
         self.router: ChannelRouter | None = None
         self.pipeline: Pipeline | None = None
+        self.registries: Registries | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -90,6 +117,9 @@ class Node:
 
         self.router = router
         self.pipeline = pipeline = make_pipeline(cfg, store, router, mappings, self.destinations)
+        if cfg.registry.enabled:
+            self.registries = open_registries(cfg)
+            pipeline.resolver = self.registries.resolver
         in_process = cfg.worker.enabled and cfg.worker.processes == 0
         self.dispatcher = dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency, enabled=in_process)
 
@@ -105,6 +135,10 @@ class Node:
         add_inbound_routes(app, hl7_door, doc_door, cfg.http.max_body_bytes, self.metrics)
         add_transaction_routes(app, store, lambda q: dispatcher.submit(q, None))
         add_console_routes(app)
+        if self.registries is not None:
+            regs = self.registries
+            add_registry_routes(app, regs.client, regs.providers, systems=regs.systems,
+                                enterprise_system=regs.config.enterprise_system)
         if cfg.sandbox.shr:
             from mediator.sandbox.shr import create_shr_app
             app.add_subapp("/shr/fhir", create_shr_app(cfg.data_path / "shr.db"))
@@ -166,13 +200,8 @@ class Node:
         return ok
 
     def _definitions_stamp(self) -> tuple[tuple[str, float, int], ...]:
-        files = []
-        for d in (self.cfg.resolve(self.cfg.channels_dir), self.cfg.resolve(self.cfg.mappings_dir)):
-            for f in sorted(d.rglob("*.y*ml")):
-                with contextlib.suppress(OSError):
-                    st = f.stat()
-                    files.append((str(f), st.st_mtime, st.st_size))
-        return tuple(files)
+        cfg = self.cfg
+        return _files_stamp(cfg.resolve(cfg.channels_dir)) + _files_stamp(cfg.resolve(cfg.mappings_dir))
 
     async def _watch_definitions(self, every_s: float = 1.0) -> None:
         """Reload when a channel or mapping file is added, changed or removed."""
@@ -219,6 +248,8 @@ class Node:
             await dest.close()
         if self.store:
             await self.store.close()
+        if self.registries is not None:
+            self.registries.close()
         log.info("node.stopped")
 
     def resubmit(self, item: QueuedMessage) -> None:

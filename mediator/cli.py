@@ -229,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     from mediator.mapping.cli import add_map_cli
+    from mediator.registry.cli import add_registry_cli
 
     add_map_cli(sub)
+    add_registry_cli(sub)
 
     keygen = sub.add_parser("keygen", help="make a key for encrypting the store at rest")
     keygen.add_argument("file")

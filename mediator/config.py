@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mediator.registry.settings import RegistryConfig
 from mediator.yamlfile import YamlFileError, load_yaml, pydantic_errors
 
 
@@ -160,6 +161,7 @@ class AppConfig(_Model):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     # Set by load_config: where relative paths are resolved from.
     base_dir: str = Field(".", exclude=True)

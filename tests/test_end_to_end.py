@@ -47,8 +47,9 @@ async def test_mllp_adt_reaches_the_shared_record(harness: Harness) -> None:
     patient = found["entry"][0]["resource"]
     families = {n.get("family") for n in patient["name"]}
     assert {"EL AMRANI", "العمراني"} <= families
-    systems = {i["system"] for i in patient["identifier"]}
-    assert CIN in systems and len(patient["identifier"]) == 3
+    systems = [i["system"] for i in patient["identifier"]]
+    assert CIN in systems and len(patient["identifier"]) == 4  # CIN, IPP, CNSS + the enterprise id (MPI)
+    assert "https://dmp.sante.gov.ma/fhir/sid/enterprise" in systems
     encounters = await shr_search(h, "Encounter", patient=f"Patient/{patient['id']}")
     assert encounters["total"] == 1
     assert encounters["entry"][0]["resource"]["period"]["start"] == "2024-11-05T09:30:00+01:00"

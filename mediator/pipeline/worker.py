@@ -107,6 +107,12 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     destinations = await open_destinations(cfg)
     router = ChannelRouter(channels)
     pipeline = make_pipeline(cfg, store, router, mappings, destinations)
+    registries = None
+    if cfg.registry.enabled:
+        from mediator.registry.config import open_registries
+
+        registries = open_registries(cfg)
+        pipeline.resolver = registries.resolver
     dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
     dispatcher.start()
     stop = asyncio.Event()
@@ -138,6 +144,8 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
         for dest in destinations.values():
             await dest.close()
         await store.close()
+        if registries is not None:
+            registries.close()
         log.info("worker.stopped", partition=partition)
 
 
