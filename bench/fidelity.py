@@ -43,7 +43,7 @@ from mediator.testing import CORPORA  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 # catch-all per family for the message families without a mapping of their own
 FAMILY = {"ADT": "adt_to_fhir.yaml", "BAR": "adt_to_fhir.yaml", "DFT": "adt_to_fhir.yaml",
-          "REF": "adt_to_fhir.yaml", "OUL": "oru_to_fhir.yaml", "OMG": "orders_to_fhir.yaml",
+          "REF": "adt_to_fhir.yaml", "OUL": "oul_to_fhir.yaml", "OMG": "orders_to_fhir.yaml",
           "ORU": "oru_to_fhir.yaml", "ORM": "orders_to_fhir.yaml", "OML": "orders_to_fhir.yaml",
           "RDE": "pharmacy_to_fhir.yaml", "RDS": "pharmacy_to_fhir.yaml", "VXU": "vxu_to_fhir.yaml",
           "MDM": "mdm_to_fhir.yaml", "SIU": "siu_to_fhir.yaml"}
@@ -288,7 +288,8 @@ def main() -> None:
     details = "--details" in sys.argv
     cfg_file = ROOT / "config.yaml"
     cfg = load_config(cfg_file) if cfg_file.is_file() else AppConfig(base_dir=str(ROOT))
-    mappings = load_mappings(cfg.resolve(cfg.mappings_dir))
+    mappings_dir = Path(cfg.resolve(cfg.mappings_dir))
+    mappings = load_mappings(mappings_dir)
     ms_corpus(cfg, mappings, details)
     reportstream(cfg, mappings, details)
 

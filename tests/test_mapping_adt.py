@@ -137,3 +137,35 @@ def test_arbitrary_values_map_or_fail_cleanly(adt: Mapping, name: str, dob: str,
         assert len(dob.strip()) < 4 or dob.strip() not in exc.text  # no patient values in errors
         return
     assert validate_bundle(result.bundle) == []
+
+
+def test_message_header_becomes_a_provenance(adt: Mapping) -> None:
+    result, by = run(adt, "ma_adt_a01.hl7")
+    prov, device, org = by["Provenance"], by["Device"], by["Organization"]
+    assert prov["recorded"] == "2024-11-05T09:30:00+01:00"   # EVN-2, its offset kept
+    assert prov["activity"]["coding"][0]["code"] == "A01"
+    assert {t["reference"] for t in prov["target"]} == {f"Patient/{by['Patient']['id']}",
+                                                         f"Encounter/{by['Encounter']['id']}"}
+    author = prov["agent"][0]
+    assert author["who"] == {"reference": f"Device/{device['id']}"}
+    assert author["onBehalfOf"] == {"reference": f"Organization/{org['id']}"}
+    assert device["deviceName"][0]["name"] == "DXCARE" and org["name"] == "CHU-IBN-SINA"
+    assert prov["entity"][0]["what"]["identifier"]["value"] == "CHUIS-000184"   # MSH-10
+    # another message about the same patient: another Provenance, the same Device and Organization
+    raw = (FIXTURES / "ma_adt_a08.hl7").read_bytes()
+    other = adt.apply(parse(raw), MappingContext()).bundle
+    ids = {e["resource"]["resourceType"]: e["resource"]["id"] for e in other["entry"]}
+    assert ids["Device"] == device["id"] and ids["Organization"] == org["id"] and ids["Provenance"] != prov["id"]
+    assert validate_bundle(result["bundle"]) == []
+
+
+def test_ms_corpus_segments_become_resources(adt: Mapping) -> None:
+    if not (CORPUS / "ADT-A01-01.hl7").is_file():
+        pytest.skip("corpus not available")
+    raw = (CORPUS / "ADT-A01-01.hl7").read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    bundle = adt.apply(parse(raw), MappingContext()).bundle
+    types = {e["resource"]["resourceType"] for e in bundle["entry"]}
+    # PD1/ROL -> PractitionerRole, GT1 -> Account guarantor, PV1-54 -> EpisodeOfCare, OBX, IN1/IN2, DG1, PR1
+    assert {"Provenance", "Device", "PractitionerRole", "Account", "EpisodeOfCare", "Observation", "Coverage",
+            "Condition", "Procedure", "AllergyIntolerance", "RelatedPerson"} <= types
+    assert validate_bundle(bundle) == []

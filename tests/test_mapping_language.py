@@ -187,3 +187,69 @@ def test_missing_id_is_a_mapping_error(tmp_path: Path) -> None:
     with pytest.raises(MappingError) as ei:
         apply(f)
     assert ei.value.rule == "patient" and ei.value.line == 5
+
+
+def test_shared_resources_from_a_fragment_file(tmp_path: Path) -> None:
+    (tmp_path / "shared.yaml").write_text(textwrap.dedent("""\
+        resources:
+          org:
+            resourceType: Organization
+            when: {exists: MSH-4.1}
+            id: {hash: [MSH-4.1]}
+            fields:
+              name: MSH-4.1
+          note_person:
+            resourceType: RelatedPerson
+            id: {hash: [PID-3.1]}
+            fields:
+              patient: {ref: patient}
+        """), encoding="utf-8")
+    head = HEAD.replace("message_types: [ADT^A01]\n", "message_types: [ADT^A01]\nuses: [shared.yaml]\n")
+    f = write(tmp_path, "managingOrganization: {ref: org}\n", head=head)
+    bundle = apply(f).bundle
+    org = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Organization")
+    patient = bundle["entry"][0]["resource"]
+    assert org["name"] == "FAC-A" and patient["managingOrganization"] == {"reference": f"Organization/{org['id']}"}
+    assert [e["resource"]["resourceType"] for e in bundle["entry"]] == ["Patient", "Organization", "RelatedPerson"]
+    assert validate_bundle(bundle) == []
+    # a mapping's own resource of the same name replaces the shared one
+    own = head + "      managingOrganization: {ref: org}\n  org:\n    resourceType: Organization\n" \
+        "    id: {hash: [MSH-3.1]}\n    fields:\n      name: MSH-3.1\n"
+    f2 = tmp_path / "own.yaml"
+    f2.write_text(own, encoding="utf-8")
+    orgs = [e["resource"] for e in apply(f2).bundle["entry"] if e["resource"]["resourceType"] == "Organization"]
+    assert [o["name"] for o in orgs] == ["APP"]
+
+
+def test_shared_resource_errors_name_the_fragment_file(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("resources:\n  org:\n    resourceType: Organization\n    id: {hash: [MSH-4.1]}\n"
+                      "    fields:\n      nmae: MSH-4.1\n", encoding="utf-8")
+    head = HEAD.replace("message_types: [ADT^A01]\n", "message_types: [ADT^A01]\nuses: [shared.yaml]\n")
+    (err,) = load_error(write(tmp_path, "gender: {const: female}\n", head=head))
+    assert err.file == str(shared) and err.line == 6 and "nmae" in err.problem
+
+
+def test_objects_whose_inputs_are_absent_are_skipped_whole(tmp_path: Path) -> None:
+    # the probes: an object, a list or a for_each reading only absent components gives nothing, and
+    # the same rules give the object as soon as one of its inputs is there
+    f = write(tmp_path, """\
+        identifier:
+          - for_each: "PID-3[*]"
+            fields:
+              value: "1"
+              period: {fields: {start: "7", end: "8"}}
+              assigner: {fields: {display: "4.1", identifier: {fields: {value: "4.2"}}}}
+              type: {fields: {coding: {fields: {system: {const: "http://x"}, code: "5"}}}}
+        telecom:
+          - for_each: "PID-13[*]"
+            fields: {value: "1", extension: [{fields: {url: {const: "http://a"}, valueString: "6"}}]}
+        """)
+    msg = MSG.replace("PID|1||BK1^^^CIN^NI~77^^^FAC-A^PI||DOE^Jane||19800230|F",
+                      "PID|1||BK1~77^^^FAC-A&1.2.3&ISO^PI^^20200101||DOE^Jane||19800230|F|||||^^^^^522")
+    p = apply(f, msg).bundle["entry"][0]["resource"]
+    assert p["identifier"][0] == {"value": "BK1"}
+    assert p["identifier"][1] == {"value": "77", "period": {"start": "2020-01-01"},
+                                  "assigner": {"display": "FAC-A", "identifier": {"value": "1.2.3"}},
+                                  "type": {"coding": [{"system": "http://x", "code": "PI"}]}}
+    assert p["telecom"] == [{"extension": [{"url": "http://a", "valueString": "522"}]}]

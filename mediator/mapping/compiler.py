@@ -17,6 +17,8 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from mediator.hl7v2 import REPETITION, SEGMENT, unescape
+from mediator.hl7v2.message import Node
+from mediator.hl7v2.path import compile_path
 from mediator.mapping import convert
 from mediator.mapping.codes import CodeMap, compile_codemap
 from mediator.mapping.functions import FUNCTIONS
@@ -27,6 +29,22 @@ from mediator.mapping.schema import Element, datatype_model, elements
 from mediator.yamlfile import Locations, YamlFileError, load_yaml
 
 Rule = Callable[[Scope], Any]
+
+_YAML_CACHE: dict[tuple[str, int, int], tuple[Any, Locations]] = {}
+
+
+def load_yaml_cached(path: FsPath) -> tuple[Any, Locations]:
+    """``load_yaml`` for the files several mappings share (fragments, code maps): parsed once per
+    version of the file (path, mtime, size), so that loading every mapping does not re-parse them.
+    The parsed data is only read, never changed, by the compiler."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    found = _YAML_CACHE.get(key)
+    if found is None:
+        if len(_YAML_CACHE) > 512:
+            _YAML_CACHE.clear()
+        found = _YAML_CACHE[key] = load_yaml(path)
+    return found
 Cond = Callable[[Scope], bool]
 
 SOURCE_KEYS = ("path", "const", "template", "concat", "fn", "first", "hash", "var", "ref")
@@ -114,6 +132,74 @@ class Compiled:
     data: bool
     many: bool = False  # returns a list (for_each / list element)
     wrap: bool = False  # a single value for a repeating element: the caller makes it a list
+    # what the value depends on, for a quick "nothing here" test (None: unknown): ("c", i) the
+    # current repetition's component i, ("a", path, absent) an absolute path (see _probe_fn)
+    probe: frozenset[tuple[Any, ...]] | None = None
+
+
+def _union(parts: list[Compiled]) -> frozenset[tuple[Any, ...]] | None:
+    """The probes of a rule made of ``parts`` (None when one part's is unknown)."""
+    out: set[tuple[Any, ...]] = set()
+    for p in parts:
+        if p.data:
+            if p.probe is None:
+                return None
+            out |= p.probe
+    return frozenset(out)
+
+
+def _probe_fn(probes: frozenset[tuple[Any, ...]]) -> Callable[[Scope], bool]:
+    """A test that some value the probes name may be present (False: all surely absent)."""
+    cis = tuple(sorted({p[1] for p in probes if p[0] == "c"}))
+    absents = tuple({p[1]: p[2] for p in probes if p[0] == "a"}.values())
+    refs = tuple(sorted({p[1] for p in probes if p[0] == "r"}))
+    if refs:
+        inner = _probe_fn(frozenset(p for p in probes if p[0] != "r")) if len(refs) < len(probes) else None
+
+        def maybe_ref(scope: Scope) -> bool:
+            ids = scope.ids
+            for r in refs:
+                if ids.get(r):
+                    return True
+            return inner(scope) if inner is not None else False
+        return maybe_ref
+    if len(absents) == 1 and not cis:
+        only = absents[0]
+
+        def maybe_abs(scope: Scope) -> bool:
+            return not only(scope.msg)
+        return maybe_abs
+    if not absents:
+        def maybe_comps(scope: Scope) -> bool:
+            comps = scope.comps
+            if comps is None:
+                node = scope.node
+                if node is None:
+                    return True
+                comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+            n = len(comps)
+            # a plain loop, not any(): this runs for every datatype object of every message
+            for ci in cis:  # noqa: SIM110
+                if ci < n and comps[ci]:
+                    return True
+            return False
+        return maybe_comps
+
+    def maybe(scope: Scope) -> bool:
+        if cis:
+            comps = scope.comps
+            if comps is None:
+                node = scope.node
+                if node is None:
+                    return True
+                comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+            n = len(comps)
+            for ci in cis:
+                if ci < n and comps[ci]:
+                    return True
+        msg = scope.msg
+        return any(not a(msg) for a in absents)
+    return maybe
 
 
 def _none(scope: Scope) -> None:
@@ -161,7 +247,9 @@ class Compiler:
         p = self.path(text, src, where)
         ptext = p.text
         if p.relative and where.node_level == REPETITION and _SIMPLE_REL.match(ptext):
-            return _fast_reader(ptext), ptext
+            fast = _fast_reader(ptext)
+            fast._probe = ("c", int(ptext.partition(".")[0]) - 1)  # type: ignore[attr-defined]
+            return fast, ptext
         if p.relative and where.node_level == SEGMENT and _SEGMENT_REL.match(ptext):
             return _fast_segment_reader(ptext), ptext
         if p.relative:
@@ -174,12 +262,21 @@ class Compiler:
                 return None
             return read_rel, ptext
 
+        absent = _absence_check(p)
+        fast_abs = _fast_abs_reader(p.text)
+        if fast_abs is not None:
+            fast_abs._probe = ("a", ptext, absent)  # type: ignore[attr-defined]
+            return fast_abs, ptext
+
         def read_abs(scope: Scope) -> str | None:
+            if absent(scope.msg):
+                return None
             v = scope.msg.get(ptext)
             if v:
                 v = v.strip()
                 return v if v and v != '""' else None
             return None
+        read_abs._probe = ("a", ptext, absent)  # type: ignore[attr-defined]
         return read_abs, ptext
 
     def selector(self, text: Any, src: Src, where: Where) -> tuple[Callable[[Scope], list[Any]], int]:
@@ -190,10 +287,37 @@ class Compiler:
             def sel_rel(scope: Scope) -> list[Any]:
                 node = scope.node
                 return [n for n in node.select(ptext) if not n.is_empty] if node is not None else []
+            if where.node_level == REPETITION and ptext.isdigit():
+                sel_rel._probe = ("c", int(ptext) - 1)  # type: ignore[attr-defined]
             return sel_rel, p.level
 
+        absent = _absence_check(p)
+        hp = compile_path(ptext)
+        if (hp.seg_index is None and hp.field is not None and hp.rep in (None, 1) and hp.comp is None
+                and not hp.multi and "[" not in ptext and not (hp.segment in _HEADERS and hp.field <= 2)):
+            seg, fi, lvl = hp.segment, hp.field, hp.level
+
+            def sel_field(scope: Scope) -> list[Any]:   # SEG-f: the first repetition of a field
+                msg = scope.msg
+                segs = (msg._index or msg._build_index()).get(seg)
+                if not segs:
+                    return []
+                v = segs[0].fields_raw(fi)
+                if not v:
+                    return []
+                rs = msg.delimiters.repetition
+                if rs in v:
+                    v = v.split(rs, 1)[0]
+                node = Node(v, lvl, msg)
+                return [] if node.is_empty else [node]
+            sel_field._probe = ("a", ptext, absent)  # type: ignore[attr-defined]
+            return sel_field, p.level
+
         def sel_abs(scope: Scope) -> list[Any]:
+            if absent(scope.msg):
+                return []
             return [n for n in scope.msg.select(ptext) if not n.is_empty]
+        sel_abs._probe = ("a", ptext, absent)  # type: ignore[attr-defined]
         return sel_abs, p.level
 
     def scopes(self, spec: Any, src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
@@ -213,6 +337,8 @@ class Compiler:
                 for fn in steps:
                     cur = [c for s in cur for c in fn(s)]
                 return cur
+            if hasattr(steps[0], "_probe"):
+                run_chain._probe = steps[0]._probe  # type: ignore[attr-defined]
             return run_chain, w
         if isinstance(spec, dict) and "first_of" in spec:
             return self.first_of(spec, src, where)
@@ -223,10 +349,14 @@ class Compiler:
             def run_segments(scope: Scope) -> list[Scope]:
                 msg, ctx, vars_, ids, chain = scope.msg, scope.ctx, scope.vars, scope.ids, scope.group
                 return [Scope(msg, ctx, n, vars_, ids, (*chain, id(n)), pos) for pos, n in enumerate(sel(scope), 1)]
+            if hasattr(sel, "_probe"):
+                run_segments._probe = sel._probe  # type: ignore[attr-defined]
             return run_segments, where.at_level(level)
 
         def run_nodes(scope: Scope) -> list[Scope]:
             return [scope.at(n, pos) for pos, n in enumerate(sel(scope), 1)]
+        if hasattr(sel, "_probe"):
+            run_nodes._probe = sel._probe  # type: ignore[attr-defined]
         return run_nodes, where.at_level(level)
 
     def first_of(self, spec: dict[str, Any], src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
@@ -283,6 +413,12 @@ class Compiler:
                 found = cache[key] = [(start, group_view(msg, segs, all_names))
                                       for start, segs in split_groups(msg, gs)]
             return [scope.enter(view, start, id(start), pos) for pos, (start, view) in enumerate(found, 1)]
+        start_names = tuple(starts)
+
+        def no_group(msg: Any) -> bool:
+            idx = msg._index or msg._build_index()
+            return not any(n in idx for n in start_names)
+        run_group._probe = ("a", ("group", start_names), no_group)  # type: ignore[attr-defined]
         # inside a group without a members list any segment may be the group's: "*" marks that
         inside = all_names if gs.members is not None else all_names | {"*"}
         return run_group, where.at_level(SEGMENT, where.groups | inside)
@@ -310,7 +446,7 @@ class Compiler:
             if f.is_file():
                 key = str(f.resolve())
                 if key not in self.u.codemaps:
-                    data, locs = load_yaml(f)
+                    data, locs = load_yaml_cached(f)
                     self.u.codemaps[key] = compile_codemap(data, locs, (), name=f.stem)
                 return self.u.codemaps[key]
         raise src.error(f"rule '{where.rule}': code map file {spec!r} not found")
@@ -382,6 +518,13 @@ class Compiler:
             get = self.var(text[1:], src, where)
             return lambda s: not _empty(get(s))
         sel, _ = self.selector(text, src, where)
+        p = self.path(text, src, where)
+        if not p.multi and isinstance(text, str):
+            # one node at most: reading its value is quicker than selecting it (same answer but for
+            # the HL7 null '""', which counts as missing like everywhere else)
+            get, _ = self.reader(text, src, where)
+            if getattr(get, "_probe", None) is not None:
+                return lambda s: get(s) is not None
         return lambda s: bool(sel(s))
 
     # ---------------------------------------------------------------- value rules
@@ -410,7 +553,15 @@ class Compiler:
                 if len(out) > 1 and any(isinstance(v, dict) and "reference" in v for v in out):
                     out = _unique_refs(out)
                 return out or None
-            return Compiled(run_list, any(p.data for p in parts), True)
+            probe = _union(parts) if all(p.data for p in parts) else None
+            if probe and len(parts) > 1:   # one test for the whole list when nothing it reads is there
+                maybe = _probe_fn(probe)
+                inner_list = run_list
+
+                def run_list_guarded(scope: Scope) -> list[Any] | None:
+                    return inner_list(scope) if maybe(scope) else None
+                return Compiled(run_list_guarded, True, True, probe=probe)
+            return Compiled(run_list, any(p.data for p in parts), True, probe=probe)
         if isinstance(spec, (str, int, float, bool)) and not isinstance(spec, str):
             raise src.error(f"rule '{where.rule}': write constants as {{const: {spec!r}}}")
         if isinstance(spec, str):
@@ -438,8 +589,12 @@ class Compiler:
         item = self.single(body, src, item_el, inner_where)
         run_item = item.run
         single = el is not None and not el.is_list
+        sp = getattr(sel, "_probe", None)
+        absent = sp[2] if sp is not None and sp[0] == "a" else None
 
         def run_each(scope: Scope) -> Any:
+            if absent is not None and absent(scope.msg):
+                return None
             out = []
             for s in sel(scope):
                 if when is not None and not when(s):
@@ -450,7 +605,7 @@ class Compiler:
                         return v
                     out.append(v)
             return out or None
-        return Compiled(run_each, True, not single)
+        return Compiled(run_each, True, not single, probe=frozenset({sp}) if sp else None)
 
     def single(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         """One value (not a for_each): source -> map -> conversion -> default -> required."""
@@ -512,8 +667,9 @@ class Compiler:
         if not isinstance(required, bool):
             raise (src / "required").error(f"rule '{where.rule}': 'required' is true or false")
 
+        probe = base.probe if default is None else None
         if not steps and when is None and default is None and not required:
-            return Compiled(run, base.data, base.many)
+            return Compiled(run, base.data, base.many, probe=probe)
 
         def run_full(scope: Scope) -> Any:
             if when is not None and not when(scope):
@@ -529,14 +685,15 @@ class Compiler:
                 if v is None and required:
                     raise info.fail("required value is missing")
             return v
-        return Compiled(run_full, base.data, base.many)
+        return Compiled(run_full, base.data, base.many, probe=probe)
 
     def source(self, key: str, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         arg = spec[key]
         s = src / key
         if key == "path":
             get, _ = self.reader(arg, s, where)
-            return Compiled(get, True)
+            gp = getattr(get, "_probe", None)
+            return Compiled(get, True, probe=frozenset({gp}) if gp else None)
         if key == "const":
             if arg is None or arg == "" or arg == [] or arg == {}:
                 raise s.error(f"rule '{where.rule}': an empty constant maps nothing")
@@ -550,7 +707,8 @@ class Compiler:
         if key == "concat":
             if not isinstance(arg, list) or not arg:
                 raise s.error(f"rule '{where.rule}': 'concat' takes a list of rules")
-            parts = [self.value(p, s / i, None, where).run for i, p in enumerate(arg)]
+            cparts = [self.value(p, s / i, None, where) for i, p in enumerate(arg)]
+            parts = [c.run for c in cparts]
             sep = spec.get("sep", " ")
             if not isinstance(sep, str):
                 raise (src / "sep").error(f"rule '{where.rule}': 'sep' must be a string")
@@ -558,7 +716,7 @@ class Compiler:
             def run_concat(scope: Scope) -> str | None:
                 vals = [str(v) for p in parts if (v := p(scope)) is not None]
                 return sep.join(vals) if vals else None
-            return Compiled(run_concat, True)
+            return Compiled(run_concat, True, probe=_union(cparts))
         if key == "first":
             if not isinstance(arg, list) or not arg:
                 raise s.error(f"rule '{where.rule}': 'first' takes a list of rules")
@@ -572,7 +730,8 @@ class Compiler:
                     if v is not None:
                         return v
                 return None
-            return Compiled(run_first, any(a.data for a in alts))
+            probe = _union(alts) if all(a.data for a in alts) else None
+            return Compiled(run_first, any(a.data for a in alts), probe=probe)
         if key == "hash":
             if not isinstance(arg, list) or not arg:
                 raise s.error(f"rule '{where.rule}': 'hash' takes a list of rules")
@@ -624,7 +783,8 @@ class Compiler:
             if not seen:
                 return None
             return _SPACES.sub(" ", "".join(out)).strip() or None
-        return Compiled(run_template, True)
+        probes = [getattr(p, "_probe", None) for p in pieces if callable(p)]
+        return Compiled(run_template, True, probe=None if None in probes else frozenset(probes))
 
     def function(self, spec: dict[str, Any], src: Src, where: Where) -> Compiled:
         name = spec["fn"]
@@ -723,8 +883,9 @@ class Compiler:
 
             def ref_run(scope: Scope) -> list[str]:
                 return [f"{rtype}/{rid}" for rid in nearest(scope.ids.get(target), scope.group)]
-        run, data = self.fields(entries, el.model, where)
+        run, data, probe = self.fields(entries, el.model, where)
         if ref_run is not None:
+            probe = frozenset({("r", spec["ref"])})  # nothing without a target resource
             run_fields = run
             every = el.is_list  # a repeating element gets every matching resource
 
@@ -742,12 +903,14 @@ class Compiler:
             def run_when(scope: Scope) -> Any:
                 return inner(scope) if fragment_when(scope) else None
             run = run_when
-        return Compiled(run, data, many)
+        return Compiled(run, data, many, probe=probe)
 
-    def fields(self, entries: dict[str, tuple[Any, Src]], model: Any, where: Where) -> tuple[Rule, bool]:
+    def fields(self, entries: dict[str, tuple[Any, Src]], model: Any,
+               where: Where) -> tuple[Rule, bool, frozenset[tuple[Any, ...]] | None]:
         """Compile element -> rule pairs against a FHIR model; unknown elements are refused."""
         known = elements(model)
         compiled: list[tuple[str, Rule, bool]] = []
+        parts: list[Compiled] = []
         for name, (spec, src) in entries.items():
             el = known.get(name) if isinstance(name, str) else None
             if el is None:
@@ -757,22 +920,74 @@ class Compiler:
                 continue
             c = self.guard(lambda spec=spec, src=src, el=el, name=name: self.value(spec, src, el, where.sub(name)))
             compiled.append((name, c.run, c.data, c.wrap))
+            parts.append(c)
         any_data = any(d for _, _, d, _ in compiled)
         items = tuple(compiled)
+        probe = _union(parts) if any_data else None
+
+        if not any_data:
+            # nothing depends on the message: computed once (constants are shared, like `const:` values)
+            cache: list[Any] = []
+
+            def run_const(scope: Scope) -> dict[str, Any] | None:
+                if not cache:
+                    out: dict[str, Any] = {}
+                    for name, run, _, wrap in items:
+                        v = run(scope)
+                        if v is not None:
+                            out[name] = [v] if wrap else v
+                    cache.append(out or None)
+                return cache[0]
+            return run_const, False, None
+        const_items = tuple((name, run, wrap) for name, run, d, wrap in items if not d)
+        data_items = tuple((name, run, wrap) for name, run, d, wrap in items if d)
+        # the constants are evaluated once the object is known to have data, then put in their place
+        consts_last = all(not d for *_, d, _ in items[len(data_items):]) if const_items else True
+
+        const_cache: list[tuple[str, Any]] = []  # the constants' values: they never depend on the message
+        const_dict: dict[str, Any] = {}
+        slots = tuple((name, d) for name, _, d, _ in items)
+
+        def consts(scope: Scope) -> list[tuple[str, Any]]:
+            if not const_cache:
+                for name, run, wrap in const_items:
+                    v = run(scope)
+                    if v is not None:
+                        const_cache.append((name, [v] if wrap else v))
+                const_dict.update(const_cache)
+                const_cache.append(("", None))  # computed
+            return const_cache
 
         def run_fields(scope: Scope) -> dict[str, Any] | None:
-            out: dict[str, Any] = {}
-            has = False
-            for name, run, data, wrap in items:
+            out: dict[str, Any] | None = None
+            for name, run, wrap in data_items:
                 v = run(scope)
                 if v is not None:
+                    if out is None:
+                        out = {}
                     out[name] = [v] if wrap else v
-                    if data:
-                        has = True
-            if any_data and not has:
-                return None
-            return out or None
-        return run_fields, any_data
+            if out is None or not const_items:
+                return out
+            cv = const_cache or consts(scope)
+            if consts_last:
+                for name, v in cv:
+                    if name:
+                        out[name] = v
+                return out
+            res: dict[str, Any] = {}
+            for name, d in slots:
+                v = out.get(name) if d else const_dict.get(name)
+                if v is not None:
+                    res[name] = v
+            return res
+        if probe and len(items) > 1:   # skip the whole object when nothing it reads is there
+            maybe = _probe_fn(probe)
+            inner = run_fields
+
+            def run_guarded(scope: Scope) -> dict[str, Any] | None:
+                return inner(scope) if maybe(scope) else None
+            return run_guarded, any_data, probe
+        return run_fields, any_data, probe
 
 
 def _unique_refs(values: list[Any]) -> list[Any]:
@@ -798,6 +1013,8 @@ def nearest(entries: list[tuple[tuple[int, ...], str]] | None, chain: tuple[int,
     """
     if not entries:
         return []
+    if len(entries) == 1:
+        return [entries[0][1]]
     best, out = -1, []
     seen = set()
     for key, rid in entries:
@@ -812,6 +1029,59 @@ def nearest(entries: list[tuple[tuple[int, ...], str]] | None, chain: tuple[int,
             out.append(rid)
             seen.add(rid)
     return out
+
+
+def _fast_abs_reader(text: str) -> Rule | None:
+    """Read ``SEG-f``, ``SEG-f.c`` or ``SEG-f.c.s`` (first segment, first repetition) straight from the
+    segment's fields; None when the path needs the generic walk (indexes, MSH-1/2)."""
+    hp = compile_path(text)
+    if (hp.seg_index is not None or hp.field is None or hp.rep not in (None, 1) or hp.multi
+            or (hp.segment in _HEADERS and hp.field <= 2) or "[" in text):
+        return None
+    seg, fi, ci, si = hp.segment, hp.field, hp.comp or 0, hp.sub or 0
+
+    def read_abs_fast(scope: Scope) -> str | None:
+        msg = scope.msg
+        segs = (msg._index or msg._build_index()).get(seg)
+        if not segs:
+            return None
+        v = segs[0].fields_raw(fi)
+        if not v:
+            return None
+        d = msg.delimiters
+        if d.repetition in v:
+            v = v.split(d.repetition, 1)[0]
+        if ci:
+            comps = v.split(d.component)
+            v = comps[ci - 1] if ci <= len(comps) else ""
+            if si:
+                subs = v.split(d.subcomponent)
+                v = subs[si - 1] if si <= len(subs) else ""
+        if not v:
+            return None
+        if d.escape in v:
+            v = unescape(v, d, msg.encoding)
+        v = v.strip()
+        return v if v and v != '""' else None
+    return read_abs_fast
+
+
+def _absence_check(p: Any) -> Callable[[Any], bool]:
+    """A quick test that an absolute path selects nothing in a message (or group view): its segment
+    is absent or, for the first segment, its field is empty. False means "maybe present"."""
+    hp = compile_path(p.text)
+    seg, fi = hp.segment, hp.field
+    first = hp.seg_index in (None, 1) and fi is not None and seg not in _HEADERS
+
+    def absent(msg: Any) -> bool:
+        segs = (msg._index or msg._build_index()).get(seg)
+        if not segs:
+            return True
+        return first and not segs[0].fields_raw(fi)
+    return absent
+
+
+_HEADERS = frozenset({"MSH", "BHS", "FHS"})
 
 
 def _fast_segment_reader(ptext: str) -> Rule:

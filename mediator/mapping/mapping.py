@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from mediator.config import ConfigError
-from mediator.mapping.compiler import ALL, Compiler, Cond, Fragment, Rule, Src, Unit, Where
+from mediator.mapping.compiler import ALL, Compiler, Cond, Fragment, Rule, Src, Unit, Where, load_yaml_cached
 from mediator.mapping.model import MappingContext, MappingResult, RuleInfo, Scope
 from mediator.mapping.schema import resource_model
 from mediator.yamlfile import Locations, YamlFileError, load_yaml
@@ -39,6 +40,7 @@ class _Resource:
     fields: Rule
     method: str
     url: Rule | None
+    gate: Any = None  # Callable[[msg], bool]: True when the for_each surely selects nothing
 
 
 @dataclass
@@ -75,6 +77,8 @@ class Mapping:
                     continue
                 items = [scope]
             else:
+                if res.gate is not None and res.gate(msg):
+                    continue
                 items = [s for s in res.select(scope) if res.when is None or res.when(s)]
             ids = []
             for s in items:
@@ -124,6 +128,7 @@ class Mapping:
         return [name if counts[name] == 1 else f"{name}[{n}]" for name, n in out]
 
 
+@lru_cache(maxsize=16384)   # the same facility, device, practitioner or patient comes back message after message
 def _urn(key: str) -> str:
     """``urn:uuid:`` + the name-based (v5) UUID of ``Type/id``: stable across reruns."""
     h = bytearray(hashlib.sha1(_NS + key.encode()).digest()[:16])
@@ -202,20 +207,31 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
     if not isinstance(uses, list):
         err((root / "uses").error("'uses' is a list of fragment files"))
         uses = []
+    shared: dict[str, tuple[Any, Src]] = {}
     for i, rel in enumerate(uses):
         f = path.parent / str(rel)
         if not f.is_file():
             err((root / "uses" / i).error(f"fragment file {rel!r} not found"))
             continue
         try:
-            fdata, flocs = load_yaml(f)
+            fdata, flocs = load_yaml_cached(f)
         except YamlFileError as exc:
             err(exc)
             continue
-        if not isinstance(fdata, dict) or "fragments" not in fdata or set(fdata) - {"fragments", "description"}:
-            err(flocs.error((), "a fragment file holds 'fragments:' (and an optional 'description')"))
+        if (not isinstance(fdata, dict) or not ({"fragments", "resources"} & set(fdata))
+                or set(fdata) - {"fragments", "resources", "description"}):
+            err(flocs.error((), "a fragment file holds 'fragments:' and/or 'resources:' (and an optional "
+                                "'description')"))
             continue
-        _load_fragments(unit, f, fdata["fragments"], flocs, ("fragments",))
+        if "fragments" in fdata:
+            _load_fragments(unit, f, fdata["fragments"], flocs, ("fragments",))
+        if "resources" in fdata:  # shared resources: added after the mapping's own (which win by name)
+            if not isinstance(fdata["resources"], dict):
+                err(flocs.error(("resources",), "'resources' must map resource names to definitions"))
+            else:
+                for rname, body in fdata["resources"].items():
+                    if rname not in shared:
+                        shared[rname] = (body, Src(flocs, ("resources", rname)))
     if "fragments" in data:
         _load_fragments(unit, path, data["fragments"], locs, ("fragments",))
 
@@ -223,7 +239,9 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
     if not isinstance(resources, dict) or not resources:
         err((root / "resources").error("'resources' must map resource names to definitions"))
         resources = {}
-    for rname, body in resources.items():
+    todo = [(rname, body, root / "resources" / rname) for rname, body in resources.items()]
+    todo += [(rname, body, src) for rname, (body, src) in shared.items() if rname not in resources]
+    for rname, body, _ in todo:
         if isinstance(body, dict) and isinstance(body.get("resourceType"), str):
             unit.resources[rname] = body["resourceType"]
 
@@ -245,8 +263,8 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
         m._patient_key = comp.guard(lambda: comp.value(data["patient_key"], root / "patient_key", None,
                                                        Where("patient_key"))).run
 
-    for rname, body in resources.items():
-        _compile_resource(comp, m, rname, body, root / "resources" / rname)
+    for rname, body, src in todo:
+        _compile_resource(comp, m, rname, body, src)
 
     ignore = data.get("ignore_segments", [])
     if not isinstance(ignore, list):
@@ -319,7 +337,9 @@ def _compile_resource(comp: Compiler, m: Mapping, rname: str, body: Any, src: Sr
                 except YamlFileError as exc:
                     unit.errors.append(exc)
     info = RuleInfo(src.file, src.line, rname, None)
-    m._resources.append(_Resource(rname, rtype, info, when, select, id_rule, fields, method, url))
+    probe = getattr(select, "_probe", None)
+    gate = probe[2] if probe is not None and probe[0] == "a" else None
+    m._resources.append(_Resource(rname, rtype, info, when, select, id_rule, fields, method, url, gate))
 
 
 def load_mappings(directory: Path) -> dict[str, Mapping]:
