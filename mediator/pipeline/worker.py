@@ -30,7 +30,8 @@ from mediator.store.factory import make_store
 
 log = structlog.get_logger(__name__)
 
-CLAIM_BATCH = 512
+CLAIM_BATCH = 64
+WORKER_COMMIT_BATCH = 16
 MAX_BACKLOG = 4096
 
 
@@ -103,6 +104,8 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
             if os.getppid() != parent:
                 return
     store = make_store(cfg)
+    # Short write transactions: the node waits for this lock to acknowledge what it receives.
+    store.max_batch = min(store.max_batch, WORKER_COMMIT_BATCH)
     await store.open(recover=False)
     destinations = await open_destinations(cfg)
     router = ChannelRouter(channels)
