@@ -14,10 +14,11 @@ import argparse
 import sys
 import tempfile
 import time
-from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from registry_pairs import predicted_pairs  # noqa: E402
 
 from mediator.registry.model import PersonRecord  # noqa: E402
 from mediator.registry.registry import ClientRegistry  # noqa: E402
@@ -75,15 +76,7 @@ def main() -> None:
                     golden[str(rid)] = res.enterprise_id
                     n += 1
         elapsed = time.perf_counter() - started
-        by_golden: dict[str, list[str]] = {}
-        for rid, g in golden.items():
-            by_golden.setdefault(g, []).append(rid)
-        auto = {frozenset(p) for m in by_golden.values() for p in combinations(m, 2)}
-        review = set()
-        for c in reg.review_queue(limit=10**9):
-            src = reg.store.source_by_id(c["record"]["record_id"])
-            for other in by_golden.get(c["candidate"], []):
-                review.add(frozenset((src.local_id, other)))
+        auto, review = predicted_pairs(reg, golden)
         reg.close()
     p, r, f = _prf(auto, true)
     p2, r2, f2 = _prf(auto | review, true)

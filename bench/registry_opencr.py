@@ -15,10 +15,11 @@ import csv
 import sys
 import tempfile
 import time
-from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from registry_pairs import predicted_pairs  # noqa: E402
 
 from mediator.registry.model import PersonRecord  # noqa: E402
 from mediator.registry.registry import ClientRegistry  # noqa: E402
@@ -40,15 +41,7 @@ def run(rows: list[dict[str, str]], true: set[frozenset[str]], use_nin: bool) ->
                                    sex=r["sex"].strip(), phone=r["phone_number"])
                 golden[rec.local_id] = reg.link(rec).enterprise_id
         elapsed = time.perf_counter() - started
-        by_golden: dict[str, list[str]] = {}
-        for rid, g in golden.items():
-            by_golden.setdefault(g, []).append(rid)
-        auto = {frozenset(p) for m in by_golden.values() for p in combinations(m, 2)}
-        review = set()
-        for c in reg.review_queue(limit=10**9):
-            src = reg.store.source_by_id(c["record"]["record_id"])
-            for other in by_golden.get(c["candidate"], []):
-                review.add(frozenset((src.local_id, other)))
+        auto, review = predicted_pairs(reg, golden)
         reg.close()
     out = []
     for label, pred in (("auto", auto), ("auto+review", auto | review)):

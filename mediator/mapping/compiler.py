@@ -1057,12 +1057,7 @@ def _fast_abs_reader(text: str) -> Rule | None:
             if si:
                 subs = v.split(d.subcomponent)
                 v = subs[si - 1] if si <= len(subs) else ""
-        if not v:
-            return None
-        if d.escape in v:
-            v = unescape(v, d, msg.encoding)
-        v = v.strip()
-        return v if v and v != '""' else None
+        return _leaf_value(v, msg)
     return read_abs_fast
 
 
@@ -1150,13 +1145,19 @@ def _fast_reader(ptext: str) -> Rule:
         if si:
             parts = v.split(d.subcomponent)
             v = parts[si - 1] if si <= len(parts) else ""
-        if not v:
-            return None
-        if d.escape in v:
-            v = unescape(v, d, msg.encoding)
-        v = v.strip()
-        return v if v and v != '""' else None
+        return _leaf_value(v, msg)
     return read_fast
+
+
+def _leaf_value(v: str, msg: Any) -> str | None:
+    """A raw leaf as rules see it: unescaped, trimmed, ``None`` when empty or the HL7 null ``""``."""
+    if not v:
+        return None
+    d = msg.delimiters
+    if d.escape in v:
+        v = unescape(v, d, msg.encoding)
+    v = v.strip()
+    return v if v and v != '""' else None
 
 
 def _suggest(name: Any, known: dict[str, Element]) -> str:
