@@ -156,3 +156,34 @@ async def test_prune_keeps_unfinished_work_and_duplicate_keys_outlive_transactio
     await store.prune(None, dedupe_older_than=time.time() - 86400)
     again = await store.accept(record(0))
     assert not again.duplicate  # past the duplicate window: a new message
+
+
+async def test_owner_checkpoints_the_wal_in_the_background_and_commits_never_do(tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    from mediator.store import sqlite as sqlite_store
+
+    owner = SQLiteStore(tmp_path / "m.db")
+    worker = SQLiteStore(tmp_path / "m.db")
+    await owner.open()
+    await worker.open(owner=False)
+    try:
+        for i in range(300):  # fewer pages than SQLite's automatic checkpoint (1000) would wait for
+            await owner.accept(record(i))
+        seen = owner.checkpoints
+        deadline = time.monotonic() + 10
+        while owner.checkpoints < seen + 2 and time.monotonic() < deadline:
+            await asyncio.sleep(sqlite_store.CHECKPOINT_INTERVAL_S)
+        assert owner.checkpoints >= seen + 2 and worker.checkpoints == 0
+        # The database file alone (without its WAL) already holds every accepted message.
+        shutil.copyfile(tmp_path / "m.db", tmp_path / "copy.db")
+        copy = sqlite3.connect(tmp_path / "copy.db")
+        try:
+            assert copy.execute("SELECT count(*) FROM transactions").fetchone()[0] == 300
+        finally:
+            copy.close()
+    finally:
+        await worker.close()
+        await owner.close()
+    assert owner._checkpointer is None  # close stops the checkpointer thread

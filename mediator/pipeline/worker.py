@@ -21,6 +21,7 @@ import structlog
 
 from mediator.accept.channels import ChannelRouter
 from mediator.config import AppConfig, ConfigError
+from mediator.heap import freeze_long_lived
 from mediator.mapping import Mapping, MappingContext
 from mediator.pipeline.dispatcher import Dispatcher
 from mediator.pipeline.steps import Pipeline
@@ -66,6 +67,11 @@ def reload_definitions(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline
     return True
 
 
+def _reload_and_freeze(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline) -> None:
+    if reload_definitions(cfg, router, pipeline):
+        freeze_long_lived()
+
+
 def write_state(cfg: AppConfig, path: Path) -> None:
     """The node's effective configuration (after command-line overrides), for its workers."""
     path.write_bytes(orjson.dumps({"config": cfg.model_dump(mode="json"), "base_dir": cfg.base_dir}))
@@ -105,8 +111,12 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
                 return
     store = make_store(cfg)
     # Short write transactions: the node waits for this lock to acknowledge what it receives.
+    # A worker's writes (claims, statuses, route attempts) need no fsync of their own: a power cut
+    # that loses them leaves the message queued or processing, recovered and delivered again with the
+    # same resource ids (an update, not a duplicate), and the node's next commit syncs them anyway.
     store.max_batch = min(store.max_batch, WORKER_COMMIT_BATCH)
-    await store.open(recover=False)
+    store.synchronous = "NORMAL"
+    await store.open(owner=False)
     destinations = await open_destinations(cfg)
     router = ChannelRouter(channels)
     pipeline = make_pipeline(cfg, store, router, mappings, destinations)
@@ -118,11 +128,12 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
         pipeline.resolver = registries.resolver
     dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
     dispatcher.start()
+    freeze_long_lived()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_definitions, cfg, router, pipeline)
+    loop.add_signal_handler(signal.SIGHUP, _reload_and_freeze, cfg, router, pipeline)
     idle = cfg.worker.poll_interval_ms / 1000
     log.info("worker.started", partition=partition, partitions=partitions)
     last = 0

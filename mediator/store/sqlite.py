@@ -101,6 +101,8 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 _PENDING = (Status.QUEUED.value, Status.PROCESSING.value)
+CHECKPOINT_INTERVAL_S = 0.25  # the owner's checkpointer copies the WAL back this often
+WORKER_AUTOCHECKPOINT_PAGES = 100_000  # ~400 MB: only reached if the node (the checkpointer) is gone
 _STOP = object()
 
 Op = Callable[[sqlite3.Connection], Any]
@@ -122,8 +124,11 @@ class SQLiteStore:
         self._read_local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
         self.commits = 0  # number of group commits (for metrics)
         self.committed_ops = 0
+        self.checkpoints = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _connect(self, *, writer: bool = False) -> sqlite3.Connection:
@@ -132,26 +137,54 @@ class SQLiteStore:
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         # The writer waits for the lock itself (see _begin); readers rarely wait at all in WAL mode.
         conn.execute(f"PRAGMA busy_timeout={0 if writer else 30000}")
+        if not writer:
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # readers never commit; the checkpointer is explicit
         return conn
 
-    async def open(self, *, recover: bool = True) -> None:
-        """Open (creating the schema); ``recover`` puts messages left in processing back in the queue.
+    async def open(self, *, owner: bool = True) -> None:
+        """Open (creating the schema).
 
-        Only the node that owns the store recovers; worker processes open it with ``recover=False``.
+        The node that owns the store (``owner``) puts messages a dead process left in processing back
+        in the queue and runs the WAL checkpointer; worker processes open it with ``owner=False``.
+        Checkpoints run in their own thread and connection (PASSIVE: they never take the write lock),
+        so no commit, and in particular no ACK, ever pays for copying the WAL back into the database.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._loop = asyncio.get_running_loop()
         conn = self._connect(writer=True)
+        # Workers keep a far automatic checkpoint as a safety net should they outlive the node.
+        conn.execute(f"PRAGMA wal_autocheckpoint={0 if owner else WORKER_AUTOCHECKPOINT_PAGES}")
         _begin(conn)
         conn.execute("COMMIT")
         conn.executescript(SCHEMA)
-        if recover:  # a message a dead process was working on goes back to the queue
+        if owner:  # a message a dead process was working on goes back to the queue
             conn.execute("UPDATE transactions SET status=? WHERE status=?", (Status.QUEUED, Status.PROCESSING))
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="sqlite-writer",
                                         daemon=True)
         self._writer.start()
+        if owner:
+            self._stop_checkpoints.clear()
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpointer",
+                                                  daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # e.g. disk I/O error: the next round retries
+                    log.warning("store.checkpoint_failed", error=type(exc).__name__)
+        finally:
+            conn.close()
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._stop_checkpoints.set()
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._ops.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)

@@ -1,0 +1,21 @@
+"""Keep the cyclic garbage collector's full passes short in long-running processes.
+
+A node or worker holds hundreds of thousands of objects that live as long as the process: imported
+modules, FHIR model tables, compiled mappings, registry caches. Python's full (generation 2)
+collection walks every one of them; measured here, that stopped a process for 150-400 ms every few
+seconds under load, showing as ACK latency (and as a worker holding the store's write lock).
+:func:`freeze_long_lived` moves what exists after start-up (or after a reload) out of the
+collector's sight, so full passes only walk what messages allocate since.
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["freeze_long_lived"]
+
+
+def freeze_long_lived() -> None:
+    """Collect once, then exempt every surviving object from future collections (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
