@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mediator.fhir.inbound import (
     FhirInputError,
@@ -39,6 +43,25 @@ def test_deep_nesting_is_refused_without_crashing(opener: bytes) -> None:
 def test_json_depth_ignores_brackets_in_strings() -> None:
     assert json_depth(b'{"a": "[[[{{{", "b": [[1]]}') == 3
     assert json_depth(b'"\\"[["') == 0
+
+
+def _true_depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_true_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_true_depth(v) for v in value), default=0)
+    return 0
+
+
+_JSON_TEXT = st.text(alphabet='[]{}"\\\nab\u0645', max_size=8)
+_JSON = st.recursive(st.none() | st.integers() | _JSON_TEXT,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_JSON_TEXT, inner, max_size=3),
+                     max_leaves=20)
+
+
+@given(_JSON)
+def test_json_depth_is_the_true_depth_whatever_the_strings_hold(value: object) -> None:
+    assert json_depth(json.dumps(value, ensure_ascii=False).encode()) == _true_depth(value)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ OperationOutcome issues with FHIRPath-like expressions (``Bundle.entry[2].resour
 from __future__ import annotations
 
 import pkgutil
-import re
 from array import array
 from functools import lru_cache
 from itertools import accumulate
@@ -38,11 +37,9 @@ MAX_DEPTH = 64
 
 BUNDLE_TYPES_ACCEPTED = frozenset({"transaction", "batch", "message", "collection", "document"})
 
-# A JSON string literal (unrolled loop: linear, no catastrophic backtracking).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-# Map '[' and '{' to +1, ']' and '}' to -1 (as signed bytes); everything else is deleted first.
+# Keep only quotes and brackets; map '[' and '{' to +1, ']' and '}' to -1 (as signed bytes).
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class FhirInputError(OutcomeError):
@@ -57,8 +54,12 @@ def json_depth(data: bytes) -> int:
     """
     if data.count(b"[") + data.count(b"{") == 0:
         return 0
-    stripped = _STRING.sub(b"", data) if b'"' in data else data
-    deltas = stripped.translate(_BRACKETS, _NOT_BRACKETS)
+    if b"\\" in data:  # escaped backslashes, then escaped quotes: what is left cannot end a string
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = data.translate(None, _NOT_STRUCTURE)
+    if b'"' in structure:  # every other piece between quotes is a string's content
+        structure = b"".join(structure.split(b'"')[::2])
+    deltas = structure.translate(_BRACKETS)
     if not deltas:
         return 0
     return max(accumulate(array("b", deltas)))
