@@ -14,7 +14,6 @@ A time without an offset gets ``default_tz`` (Morocco, ``+01:00``, by default).
 
 from __future__ import annotations
 
-import calendar
 import re
 import time
 from datetime import datetime as _datetime
@@ -27,6 +26,12 @@ _DTM = re.compile(
     r"([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.([0-9]{1,9}))?)?)?)?)?)?"
     r"(?:([+-])([0-9]{2})([0-9]{2}))?"
 )
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
 
 
 def _impossible(location: str) -> HL7Error:
@@ -61,7 +66,7 @@ def hl7_datetime_to_fhir(value: str, location: str = "", *, default_tz: str | No
     out = f"{year}-{month}"
     if day is None:
         return out
-    if not 1 <= int(day) <= calendar.monthrange(int(year), mo)[1]:
+    if not 1 <= int(day) <= _days_in_month(int(year), mo):
         raise _impossible(location)
     out = f"{out}-{day}"
     if hour is None:
