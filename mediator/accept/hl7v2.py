@@ -8,6 +8,7 @@ MSH-10) gets the answer sent the first time and is not processed again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import structlog
 
 from mediator.accept.channels import ChannelRouter
 from mediator.hl7v2 import HL7Error, Message, build_ack, is_ack, parse, sniff_header, validate_message
+from mediator.hl7v2.batch import build_batch_ack, is_batch, split_batch
 from mediator.store.base import InboundRecord, QueuedMessage, Status, Store, new_id
 
 log = structlog.get_logger(__name__)
@@ -88,7 +90,10 @@ class Hl7v2Door:
 
     async def receive(self, data: bytes, *, transport: str, client: str, content_type: str = HL7_CONTENT_TYPE,
                       force_answer: bool = False) -> Answer:
-        """Handle one complete message. ``force_answer`` (HTTP) always returns an ACK text."""
+        """Handle one complete message, or a batch (FHS/BHS ...: see :meth:`receive_batch`).
+        ``force_answer`` (HTTP) always returns an ACK text."""
+        if is_batch(data):
+            return await self.receive_batch(data, transport=transport, client=client, content_type=content_type)
         received_at = time.time()
         try:
             msg = parse(data)
@@ -131,6 +136,38 @@ class Hl7v2Door:
                                   record.ordering_key, received_at, 0), msg)
         send = force_answer or _send_wanted(msg, True)
         return Answer(ack if send else None, code, record.id)
+
+    async def receive_batch(self, data: bytes, *, transport: str, client: str,
+                            content_type: str = HL7_CONTENT_TYPE) -> Answer:
+        """A batch ([FHS] BHS {MSH ...} BTS [FTS]): each message is received on its own (own checks,
+        own transaction, own dedupe; in batch order for one patient) and the answer is the batch
+        acknowledgment holding one ACK per message. A batch with segments outside any message or
+        trailer counts that do not match is also kept whole as a Rejected transaction, and BTS-2 of
+        the answer says what was wrong."""
+        received_at = time.time()
+        batch = split_batch(bytes(data))
+        answers = [await asyncio.gather(*(self.receive(m, transport=transport, client=client,
+                                                        content_type=content_type, force_answer=True)
+                                           for m in part.messages))
+                   for part in batch.parts]
+        codes = [a.code for part in answers for a in part if a.ack is not None]
+        code = next((c for c in codes if c not in ("AA", "CA")), codes[0] if codes else "AA")
+        comment = "; ".join(batch.problems)
+        ack = build_batch_ack(batch, [[a.ack for a in part if a.ack is not None] for part in answers],
+                              comment=comment)
+        tx_id = None
+        if batch.problems:
+            record = InboundRecord(
+                id=new_id(), channel="", protocol="hl7v2", transport=transport, client=client,
+                content_type=content_type, body=bytes(data), received_at=received_at, message_type="BATCH",
+                ack=ack, ack_code=code, status=Status.REJECTED, error=f"batch: {comment}")
+            log.info("hl7v2.batch_problems", transport=transport, problems=len(batch.problems))
+            try:
+                await self.store.reject(record)
+                tx_id = record.id
+            except Exception as exc:
+                log.error("hl7v2.store_failed", error=type(exc).__name__)
+        return Answer(ack, code, tx_id)
 
     async def receive_oversize(self, head: bytes, size: int, limit: int, *, transport: str, client: str) -> Answer:
         """A message over the size limit: refused, its beginning kept for the operator."""
