@@ -161,8 +161,24 @@ def cmd_tx_show(args: argparse.Namespace) -> int:
 
 
 def cmd_tx_rerun(args: argparse.Namespace) -> int:
-    data = _request(args, "POST", f"/api/transactions/{args.id}/rerun")
-    print(f"rerun of {data['rerun_of']} queued as {data['id']}")
+    """One transaction by id, or every one a filter selects (``--status Failed [--channel ...]``)."""
+    if args.id:
+        data = _request(args, "POST", f"/api/transactions/{args.id}/rerun")
+        print(f"rerun of {data['rerun_of']} queued as {data['id']}")
+        return 0
+    if not args.status:
+        raise SystemExit("error: give a transaction id, or --status (Failed, 'Completed with errors', Rejected)")
+    query = {k: v for k in ("status", "channel", "since", "until", "message_type", "limit")
+             if (v := getattr(args, k, None)) is not None}
+    if args.dry_run:
+        query["dry_run"] = "true"
+    data = _request(args, "POST", "/api/transactions/rerun?" + urllib.parse.urlencode(query))
+    if args.dry_run:
+        print(f"{data['count']} transaction(s) would be rerun" + (" (and more: call again)" if data["more"] else ""))
+        return 0
+    for r in data["rerun"]:
+        print(f"rerun of {r['rerun_of']} queued as {r['id']}")
+    print(f"{data['count']} rerun" + (" (more match: run the command again)" if data["more"] else ""))
     return 0
 
 
@@ -257,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
                 sp.add_argument(f"--{f}", dest=f.replace("-", "_"))
             sp.add_argument("--limit", type=int)
             sp.add_argument("--json", action="store_true")
+        elif name == "rerun":
+            sp.add_argument("id", nargs="?", help="one transaction; without it, every one the filters select")
+            for f in ("status", "channel", "since", "until", "message-type"):
+                sp.add_argument(f"--{f}", dest=f.replace("-", "_"))
+            sp.add_argument("--limit", type=int, help="at most this many per call (default 100, max 500)")
+            sp.add_argument("--dry-run", action="store_true", help="only count what would be rerun")
         else:
             sp.add_argument("id")
     return p

@@ -19,7 +19,9 @@ from mediator.store.base import QueuedMessage, Status, Store, TransactionFilter
 STORE = web.AppKey("store", Store)
 RESUBMIT = web.AppKey("resubmit", Callable[[QueuedMessage], None])
 
-FILTERS = ("status", "channel", "since", "until", "control_id", "patient", "message_type", "limit", "before")
+FILTERS = ("status", "channel", "since", "until", "control_id", "patient", "message_type", "limit", "before",
+           "superseded")
+RERUNNABLE = (Status.FAILED.value, Status.COMPLETED_WITH_ERRORS.value, Status.REJECTED.value)
 
 
 class BadParam(ValueError):
@@ -54,9 +56,13 @@ def filter_from_query(q: dict[str, str]) -> TransactionFilter:
         raise BadParam("limit: expected an integer") from None
     if not 1 <= limit <= 1000:
         raise BadParam("limit: between 1 and 1000")
+    superseded = q.get("superseded")
+    if superseded not in (None, "true", "false"):
+        raise BadParam("superseded: true or false")
     return TransactionFilter(
         status=status, channel=q.get("channel"), control_id=q.get("control_id"), patient=q.get("patient"),
         message_type=q.get("message_type"), limit=limit, before=q.get("before"),
+        superseded=None if superseded is None else superseded == "true",
         since=parse_time(q["since"], "since") if "since" in q else None,
         until=parse_time(q["until"], "until") if "until" in q else None)
 
@@ -127,6 +133,47 @@ async def rerun_transaction(request: web.Request) -> web.Response:
     return web.json_response({"id": queued.id, "rerun_of": tx_id, "status": Status.QUEUED.value}, status=202)
 
 
+async def rerun_matching(request: web.Request) -> web.Response:
+    """Rerun every transaction a filter selects (after an outage: ``status=Failed&channel=...``).
+
+    ``status`` is required and must be a final one that can be replayed (Failed, Completed with
+    errors, Rejected); transactions already rerun are skipped, so calling again continues where the
+    previous call stopped. ``limit`` (default 100, at most 500) bounds one call; ``more`` says
+    whether more match. ``dry_run=true`` only counts. Each rerun is audited.
+    """
+    query = dict(request.query)
+    dry_run = query.pop("dry_run", "false")
+    if dry_run not in ("true", "false"):
+        return web.json_response({"error": "dry_run: true or false"}, status=400)
+    if query.get("status") not in RERUNNABLE:
+        return web.json_response({"error": f"status is required: one of {', '.join(RERUNNABLE)}"}, status=400)
+    query.setdefault("limit", "100")
+    query["superseded"] = "false"
+    try:
+        flt = filter_from_query(query)
+    except BadParam as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    store = request.app[STORE]
+    limit = flt.limit
+    if limit > 500:
+        return web.json_response({"error": "limit: at most 500 per call (call again for more)"}, status=400)
+    flt.limit, flt.oldest_first = limit + 1, True  # oldest first: one patient's messages replay in order
+    rows = await store.list_transactions(flt)
+    more, rows = len(rows) > limit, rows[:limit]
+    if dry_run == "true":
+        return web.json_response({"count": len(rows), "more": more, "dry_run": True,
+                                  "ids": [r["id"] for r in rows]})
+    actor, done = actor_of(request), []
+    for r in rows:
+        queued = await store.rerun(r["id"])
+        if queued is None:
+            continue
+        await store.audit(actor, "rerun", r["id"])
+        request.app[RESUBMIT](queued)
+        done.append({"id": queued.id, "rerun_of": r["id"]})
+    return web.json_response({"count": len(done), "more": more, "rerun": done}, status=202)
+
+
 async def stats(request: web.Request) -> web.Response:
     """Transactions per status (the operator's first look)."""
     return web.json_response({"statuses": await request.app[STORE].counts()})
@@ -138,4 +185,5 @@ def add_transaction_routes(app: web.Application, store: Store, resubmit: Callabl
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/api/transactions", list_transactions)
     app.router.add_get("/api/transactions/{tx_id}", get_transaction)
+    app.router.add_post("/api/transactions/rerun", rerun_matching)
     app.router.add_post("/api/transactions/{tx_id}/rerun", rerun_transaction)

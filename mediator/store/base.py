@@ -144,13 +144,16 @@ class TransactionFilter:
     message_type: str | None = None
     limit: int = 50
     before: str | None = None  # cursor: transactions older than this id
+    superseded: bool | None = None  # True: already rerun (a newer transaction replays it); False: not yet
+    oldest_first: bool = False  # default: newest first
 
 
 class Store(Protocol):
     """Durable queue + transaction log + dedupe. Every method is safe to call from the event loop."""
 
-    async def open(self, *, recover: bool = True) -> None:
-        """Open the store; ``recover`` (the owning node only) re-queues messages left in processing."""
+    async def open(self, *, owner: bool = True) -> None:
+        """Open the store. The ``owner`` (the node, not its workers) re-queues messages left in
+        processing by a dead process and runs the store's housekeeping (checkpoints)."""
         ...
 
     async def close(self) -> None: ...

@@ -64,6 +64,7 @@ CREATE INDEX IF NOT EXISTS tx_status ON transactions(status, seq);
 CREATE INDEX IF NOT EXISTS tx_channel ON transactions(channel, seq);
 CREATE INDEX IF NOT EXISTS tx_control ON transactions(control_id);
 CREATE INDEX IF NOT EXISTS tx_received ON transactions(received_at);
+CREATE INDEX IF NOT EXISTS tx_rerun ON transactions(rerun_of) WHERE rerun_of != '';
 CREATE TABLE IF NOT EXISTS tx_identifiers (
     value TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -374,9 +375,12 @@ class SQLiteStore:
         if flt.before:
             where.append("t.seq < (SELECT seq FROM transactions WHERE id = ?)")
             args.append(flt.before)
+        if flt.superseded is not None:
+            where.append(("" if flt.superseded else "NOT ") +
+                         "EXISTS (SELECT 1 FROM transactions c WHERE c.rerun_of = t.id AND c.rerun_of != '')")
         sql = (f"SELECT {_SUMMARY_COLUMNS} FROM transactions t"
                + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY t.seq DESC LIMIT ?")
+               + f" ORDER BY t.seq {'ASC' if flt.oldest_first else 'DESC'} LIMIT ?")
         args.append(max(1, min(flt.limit, 1000)))
 
         def q(conn: sqlite3.Connection) -> list[dict[str, Any]]:
