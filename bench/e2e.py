@@ -55,16 +55,19 @@ def naive_rate(n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def mediator_rate(count: int, connections: int, external_shr: bool) -> tuple[float, float, dict[str, int], float]:
-    """Throughput from first send to last delivery; the shared record in-process or in its own process."""
+def mediator_rate(count: int, connections: int, external_shr: bool, processes: int = 1
+                  ) -> tuple[float, float, dict[str, int], float]:
+    """Throughput from first send to last delivery; the shared record in-process or in its own process;
+    ``processes`` worker processes."""
+    worker = {"processes": processes}
     if external_shr:
         shr_port = free_port()
         with tempfile.TemporaryDirectory() as d, process(
                 [sys.executable, "-m", "mediator.sandbox.shr", "--port", str(shr_port), "--db", f"{d}/shr.db"],
                 shr_port):
-            return _measure(count, connections, sandbox={"shr": False, "cnss": True},
+            return _measure(count, connections, sandbox={"shr": False, "cnss": True}, worker=worker,
                             destinations={"shr": {"url": f"http://127.0.0.1:{shr_port}/"}})
-    return _measure(count, connections)
+    return _measure(count, connections, worker=worker)
 
 
 def _measure(count: int, connections: int, **sections: dict) -> tuple[float, float, dict[str, int], float]:
@@ -97,13 +100,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=4000)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                    help="worker process counts to compare (the shared record in its own process)")
     a = ap.parse_args()
     naive_rate(5)  # warm up imports
     cpu0 = time.process_time()
     naive = naive_rate(100)
     naive_cpu_ms = (time.process_time() - cpu0) * 1000 / 100
-    runs = [("mediator, shared record in its own process", *mediator_rate(a.count, a.connections, True)),
-            ("mediator, sandbox shared record in-process", *mediator_rate(a.count, a.connections, False))]
+    runs = [(f"mediator, {n} worker(s), shared record in its own process",
+             *mediator_rate(a.count, a.connections, True, n)) for n in a.processes]
+    runs.append(("mediator, 1 worker, sandbox shared record in-process", *mediator_rate(a.count, a.connections, False)))
     print(f"end to end ADT^A01 -> shared record, {a.count} messages, {a.connections} MLLP connections ({cpu_note()})")
     rows = [("pipeline", "msg/s", "x naive", "CPU ms/msg", "x naive CPU", "note"),
             ("naive (hl7apy + fhir.resources)", f"{naive:.1f}", "1.0", f"{naive_cpu_ms:.2f}", "1.0",
