@@ -16,8 +16,13 @@ Run: ``python bench/fidelity.py [--details]``
 2. ReportStream HL7 v2-to-FHIR IG cases (``reportstream-v2-to-fhir/``), one row per case folder:
    the share of the expected elements (leaf path without indexes, and value) that our Bundle
    reproduces for the same resource type, ignoring ids, references, ``meta``, ReportStream's own
-   extensions (``reportstream.cdc.gov``), and — as we send a transaction Bundle to the shared
-   record, not a FHIR message — MessageHeader and Provenance (shown separately).
+   extensions (``reportstream.cdc.gov``) and its own identity (the Organization "CDC PRIME - Atlanta"
+   it names as the 'assembler' agent of its transformation Provenance), and — as we send a
+   transaction Bundle to the shared record, not a FHIR message — MessageHeader and Provenance
+   (shown separately).
+3. CDA: the Microsoft corpus' 22 C-CDA documents (same columns as 1, one row per document type) and
+   the HL7 C-CDA examples (safe: parsed and mapped, or refused with a located error, never a crash;
+   valid: full documents giving a valid Bundle), both with the ``source: cda`` mapping.
 """
 
 from __future__ import annotations
@@ -225,12 +230,28 @@ def _leaves(node: Any, path: str, out: set[tuple[str, str]]) -> None:
             out.add((path, n))
 
 
+def _assembler_refs(bundle: dict[str, Any]) -> set[str]:
+    """References to ReportStream's own identity: the 'assembler' agent of its transformation
+    Provenance (an Organization "CDC PRIME - Atlanta" with ReportStream's OID: not message data)."""
+    out: set[str] = set()
+    for e in bundle.get("entry", []):
+        res = e.get("resource") or {}
+        if res.get("resourceType") != "Provenance":
+            continue
+        for agent in res.get("agent", []):
+            codes = {c.get("code") for c in agent.get("type", {}).get("coding", [])}
+            if "assembler" in codes and agent.get("who", {}).get("reference"):
+                out.add(agent["who"]["reference"])
+    return out
+
+
 def _elements(bundle: dict[str, Any], skip: set[str]) -> set[tuple[str, str, str]]:
     out: set[tuple[str, str, str]] = set()
+    own = _assembler_refs(bundle) if skip else set()
     for e in bundle.get("entry", []):
         res = e.get("resource") or {}
         rtype = res.get("resourceType", "")
-        if rtype in skip:
+        if rtype in skip or f"{rtype}/{res.get('id')}" in own:
             continue
         leaves: set[tuple[str, str]] = set()
         _leaves(res, "", leaves)
@@ -280,8 +301,138 @@ def reportstream(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) ->
               f"{int(r['elements']):9} {_pct(r['hits'], r['elements']):>10}")
     print(f"{'TOTAL':12} {int(tot['n']):3} {_pct(tot['parsed'], tot['n']):>7} {_pct(tot['valid'], tot['n']):>7} "
           f"{int(tot['elements']):9} {_pct(tot['hits'], tot['elements']):>10}")
-    print(f"(left out: {int(tot['hdr_elements'])} MessageHeader/Provenance elements; counted, the share would be "
+    print(f"(left out: {int(tot['hdr_elements'])} MessageHeader/Provenance/RS-identity elements; counted, "
+          f"the share would be "
           f"{_pct(tot['hits'], tot['elements'] + tot['hdr_elements']).strip()})")
+
+
+# ---------------------------------------------------------------------------------------- CDA
+def _xml_input_values(root: Any) -> set[str]:
+    """Every attribute value and text of a CDA document in :func:`_norm` form; a TS also as its date
+    and its minute (as for HL7 v2 date/times)."""
+    out: set[str] = set()
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        texts = list(el.attrib.values())
+        if el.text and el.text.strip():
+            texts.append(" ".join(el.text.split()))
+        for v in texts:
+            n = _norm(v.strip())
+            if n is not None:
+                out.add(n)
+            m = _DIGITS.match(v.strip())
+            if m:
+                out.add(m.group(1))
+                if m.group(2):
+                    out.add(m.group(1) + m.group(2))
+    return out
+
+
+def _cda_one(mapping: Mapping | None, raw: bytes, ctx: MappingContext) -> tuple[Any, dict[str, Any] | None, str]:
+    """(root, bundle, outcome): outcome is 'ok', 'refused' (a located XmlInputError / MappingError:
+    parsed safely) or 'crash'."""
+    from mediator.cda.safe_xml import XmlInputError, parse_xml
+    from mediator.mapping import MappingError
+    from mediator.mapping.xpath import XmlMessage
+
+    root = None
+    try:
+        root = parse_xml(raw)
+        if mapping is None:
+            return root, None, "refused"
+        return root, mapping.apply(XmlMessage(root, raw), ctx).bundle, "ok"
+    except (XmlInputError, MappingError):
+        return root, None, "refused"
+    except Exception:
+        return root, None, "crash"
+
+
+def _cda_mapping(mappings: dict[str, Mapping]) -> Mapping | None:
+    return next((m for _, m in sorted(mappings.items()) if m.source == "cda"), None)
+
+
+def ms_cda_corpus(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
+    """The 22 C-CDA documents of the Microsoft corpus: one row per document type (their template)."""
+    base = CORPORA / "ms-fhir-converter"
+    mapping, ctx = _cda_mapping(mappings), MappingContext(identifiers=cfg.identifiers)
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    with open(base / "pairs.tsv", encoding="utf-8") as fh:
+        pairs = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "ccda"]
+    for pair in pairs:
+        raw = (base / pair["input"]).read_bytes()
+        expected = json.loads((base / pair["expected"]).read_text(encoding="utf-8-sig"))
+        r = rows[pair["root_template"]]
+        r["n"] += 1
+        root, bundle, outcome = _cda_one(mapping, raw, ctx)
+        r["parsed"] += outcome != "crash"
+        if bundle is None:
+            bundle = {"entry": []}
+            if details:
+                print(f"  {outcome} {pair['input']}")
+        else:
+            problems = validate_bundle(bundle)
+            r["valid"] += not problems
+            if details and problems:
+                print(f"  invalid {pair['input']}: {problems[:3]}")
+        want: set[str] = set()
+        _values(expected, want)
+        want &= _xml_input_values(root) if root is not None else set()
+        ours: set[str] = set()
+        _values(bundle, ours)
+        r["values"] += len(want)
+        r["value_hits"] += len(want & ours)
+        exp_types = _types(expected)
+        r["types"] += len(exp_types)
+        r["type_hits"] += len(exp_types & _types(bundle))
+        if details and want - ours:
+            print(f"  {pair['input']}: missing values {sorted(want - ours)[:12]}; "
+                  f"types {sorted(exp_types - _types(bundle))}")
+    print("\nMicrosoft FHIR-Converter C-CDA corpus (pairs.tsv, kind ccda), mapping "
+          f"{Path(mapping.file).name if mapping else 'none'}")
+    print(f"{'document type':18} {'n':>3} {'parsed':>7} {'valid':>7} {'values':>7} {'types':>7}")
+    tot: dict[str, float] = defaultdict(float)
+    for key in sorted(rows):
+        r = rows[key]
+        for k in ("n", "parsed", "valid", "values", "value_hits", "types", "type_hits"):
+            tot[k] += r[k]
+        print(f"{key:18} {int(r['n']):3} {_pct(r['parsed'], r['n']):>7} {_pct(r['valid'], r['n']):>7} "
+              f"{_pct(r['value_hits'], r['values']):>7} {_pct(r['type_hits'], r['types']):>7}")
+    print(f"{'TOTAL':18} {int(tot['n']):3} {_pct(tot['parsed'], tot['n']):>7} {_pct(tot['valid'], tot['n']):>7} "
+          f"{_pct(tot['value_hits'], tot['values']):>7} {_pct(tot['type_hits'], tot['types']):>7}  "
+          f"({int(tot['value_hits'])}/{int(tot['values'])} values, {int(tot['type_hits'])}/{int(tot['types'])} types)")
+
+
+def hl7_cda_examples(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
+    """HL7 C-CDA examples: full documents must map to valid Bundles; section examples (fragments, no
+    ClinicalDocument) and malformed ones must be refused with a located error, never crash."""
+    base = CORPORA / "hl7-c-cda-examples"
+    mapping, ctx = _cda_mapping(mappings), MappingContext(identifiers=cfg.identifiers)
+    rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for f in sorted(base.rglob("*.xml")):
+        r = rows[f.relative_to(base).parts[0]]
+        r["n"] += 1
+        root, bundle, outcome = _cda_one(mapping, f.read_bytes(), ctx)
+        r["safe"] += outcome != "crash"
+        if root is not None and root.tag == "{urn:hl7-org:v3}ClinicalDocument":
+            r["full"] += 1
+            problems = validate_bundle(bundle) if bundle is not None else [outcome]
+            r["valid"] += not problems
+            if details and problems:
+                print(f"  {f.relative_to(base)}: {problems[:3]}")
+        elif details and outcome == "crash":
+            print(f"  crash {f.relative_to(base)}")
+    print("\nHL7 C-CDA examples (full documents: valid Bundle; section examples: refused with a located error)")
+    print(f"{'folder':34} {'n':>4} {'safe':>7} {'full':>5} {'valid':>7}")
+    tot: dict[str, float] = defaultdict(float)
+    for key in sorted(rows):
+        r = rows[key]
+        for k in ("n", "safe", "full", "valid"):
+            tot[k] += r[k]
+        print(f"{key[:34]:34} {int(r['n']):4} {_pct(r['safe'], r['n']):>7} {int(r['full']):5} "
+              f"{_pct(r['valid'], r['full']):>7}")
+    print(f"{'TOTAL':34} {int(tot['n']):4} {_pct(tot['safe'], tot['n']):>7} {int(tot['full']):5} "
+          f"{_pct(tot['valid'], tot['full']):>7}")
 
 
 def main() -> None:
@@ -292,6 +443,8 @@ def main() -> None:
     mappings = load_mappings(mappings_dir)
     ms_corpus(cfg, mappings, details)
     reportstream(cfg, mappings, details)
+    ms_cda_corpus(cfg, mappings, details)
+    hl7_cda_examples(cfg, mappings, details)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Mapping speed: µs per message for parse + apply, and for validate_bundle, on the ADT fixtures and
-the Moroccan lab report (ORU^R01, two orders, 15 results, a PDF).
+the Moroccan lab report (ORU^R01, two orders, 15 results, a PDF) and a French-language CCD (CDA R2).
 
 Run: ``python bench/mapping.py [seconds-per-case]``. Prints figures, asserts nothing.
 """
@@ -19,6 +19,7 @@ from mediator.mapping import MappingContext, load_mapping  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((ROOT / "tests" / "fixtures" / "hl7v2").glob("ma_adt_a0[148]*.hl7"))
 ORU = ROOT / "tests" / "fixtures" / "hl7v2" / "ma_oru_r01.hl7"
+CCD = ROOT / "mappings" / "tests" / "ma_ccd.xml"
 
 
 def per_call(fn, seconds: float) -> float:
@@ -69,6 +70,28 @@ def main() -> None:
     print(f"{ORU.name:28} {t_parse:8.1f} {t_apply:8.1f} {t_both:8.1f} {t_val:9.1f}  "
           f"({n_obs} results, {len(bundle['entry'])} resources)")
     print(f"ORU parse+apply+validate {t_both + t_val:.0f} µs -> {1e6 / (t_both + t_val):.0f} msg/s on one core")
+    cda_case(seconds)
+
+
+def cda_case(seconds: float) -> None:
+    """A CCD (the French-language Moroccan fixture, 8 sections) to a validated Bundle: µs per document."""
+    from mediator.cda.safe_xml import parse_xml
+    from mediator.mapping.xpath import XmlMessage
+
+    t0 = time.perf_counter()
+    cda = load_mapping(ROOT / "mappings" / "cda_to_fhir.yaml")
+    print(f"load+compile cda_to_fhir.yaml: {(time.perf_counter() - t0) * 1e3:.1f} ms")
+    ctx = MappingContext()
+    raw = CCD.read_bytes()
+    msg = XmlMessage(parse_xml(raw), raw)
+    bundle = cda.apply(msg, ctx).bundle
+    assert not validate_bundle(bundle)
+    t_parse = per_call(lambda: parse_xml(raw), seconds)
+    t_apply = per_call(lambda: cda.apply(msg, ctx), seconds)
+    t_both = per_call(lambda: cda.apply(XmlMessage(parse_xml(raw), raw), ctx), seconds)
+    t_val = per_call(lambda: validate_bundle(bundle), seconds)
+    print(f"{CCD.name:28} {t_parse:8.1f} {t_apply:8.1f} {t_both:8.1f} {t_val:9.1f}  ({len(bundle['entry'])} resources)")
+    print(f"CCD parse+apply+validate {t_both + t_val:.0f} µs -> {1e6 / (t_both + t_val):.0f} documents/s on one core")
 
 
 if __name__ == "__main__":

@@ -181,3 +181,47 @@ def test_x_keys_hold_anchors_and_unknown_keys_are_refused(tmp_path: Path) -> Non
     with pytest.raises(ConfigError) as ei:
         load_mapping(f)
     assert "whatever" in str(ei.value)
+
+
+def test_all_of_selects_with_every_selector_keeping_each_chain(tmp_path: Path) -> None:
+    # the OBX of the orders and an OBX of the patient (right after PID): one Practitioner per OBX-16,
+    # each Observation referring to its own one (the chains stay those of each selector)
+    msg = MSG.replace("PID|1||AB1^^^CIN^NI||DOE^Jane||19800101|F",
+                      "PID|1||AB1^^^CIN^NI||DOE^Jane||19800101|F\rOBX|1|NM|POIDS^Poids^L||62|kg|||||F|||||9^PAT")
+    msg = msg.replace("OBX|1|ST|ASP^Aspect^L||Limpide||||||F", "OBX|1|ST|ASP^Aspect^L||Limpide||||||F|||||7^LAB")
+    bundle, unmapped = apply(tmp_path, """\
+  observer:
+    resourceType: Practitioner
+    for_each: [{all_of: [[*order, *obs], [{group: PID, members: [OBX]}, *obs]]}, "OBX-16[1]"]
+    id: {hash: ["1"]}
+    fields:
+      name: [{fields: {family: "2"}}]
+  observation:
+    resourceType: Observation
+    for_each: {all_of: [[*order, *obs], [{group: PID, members: [OBX]}, *obs]]}
+    id: {hash: [OBX-3.1]}
+    fields:
+      status: {const: final}
+      code: {fields: {text: OBX-3.2}}
+      performer: {ref: observer}
+""", msg)
+    obs = {o["code"]["text"]: o for o in of(bundle, "Observation")}
+    assert set(obs) == {"Poids", "Hb", "CRP", "Aspect", "Alb"}
+    by_id = {p["id"]: p["name"][0]["family"] for p in of(bundle, "Practitioner")}
+    assert [by_id[r["reference"].split("/")[1]] for r in obs["Poids"]["performer"]] == ["PAT"]
+    assert [by_id[r["reference"].split("/")[1]] for r in obs["Aspect"]["performer"]] == ["LAB"]
+    assert len(by_id) == 2
+    assert not validate_bundle(bundle)
+
+
+def test_all_of_needs_a_list(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load(tmp_path, """\
+  observation:
+    resourceType: Observation
+    for_each: {all_of: OBX}
+    id: {hash: [OBX-3.1]}
+    fields:
+      status: {const: final}
+""")
+    assert "all_of" in str(ei.value)

@@ -88,7 +88,11 @@ def test_oru_lab_report(maps: dict[str, Mapping]) -> None:
     # the prescriber and the biologist by INPE; the patient by CIN, Arabic name kept
     inpe = {p["identifier"][0]["value"] for p in of(bundle, "Practitioner")}
     assert inpe == {"118273645", "207845113"}
-    assert order["requester"]["reference"].startswith("Practitioner/")
+    # IG ORC-12: the requester is a PractitionerRole (ordering provider) of the prescriber
+    ref = order["requester"]["reference"]
+    (role,) = [r for r in of(bundle, "PractitionerRole") if ref == f"PractitionerRole/{r['id']}"]
+    assert role["code"][0]["coding"][0]["code"] == "OP"
+    assert role["practitioner"]["reference"].startswith("Practitioner/")
     patient = of(bundle, "Patient")[0]
     assert patient["identifier"][0] == {"value": "CD456789", "system": f"{SID}/cin", "assigner": {"display": "CIN"},
                                         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",

@@ -26,6 +26,7 @@ from mediator.fhir.validate import validate_bundle
 from mediator.hl7v2 import HL7Error, Message, parse
 from mediator.mapping.mapping import Mapping, load_mapping, load_mappings
 from mediator.mapping.model import MappingContext, MappingError
+from mediator.mapping.xpath import XmlMessage
 
 __all__ = ["add_map_cli", "cmd_map_run", "cmd_map_test", "choose_mapping", "compare_bundles"]
 
@@ -36,7 +37,7 @@ def add_map_cli(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="map_command", required=True)
 
     run = sub.add_parser("run", help="map one HL7 v2 message file and print the FHIR Bundle")
-    run.add_argument("message", help="HL7 v2 message file (CR, LF or CRLF segment ends)")
+    run.add_argument("message", help="HL7 v2 message file (CR, LF or CRLF segment ends) or CDA document (.xml)")
     run.add_argument("--mapping", help="mapping file (default: the one the channels choose for the message)")
     run.add_argument("--config", default="config.yaml")
     run.add_argument("--compact", action="store_true", help="one-line JSON")
@@ -49,6 +50,9 @@ def add_map_cli(subparsers: Any) -> None:
     test.add_argument("--update", action="store_true", help="write the current output as the expected files")
     test.set_defaults(func=cmd_map_test)
 
+    schema = sub.add_parser("schema", help="print the JSON Schema of mapping files (for editors)")
+    schema.set_defaults(func=cmd_map_schema)
+
 
 # ------------------------------------------------------------------------------------------ helpers
 def _config(path: str) -> AppConfig:
@@ -60,9 +64,32 @@ def _config(path: str) -> AppConfig:
     return cfg
 
 
-def _read_message(path: Path) -> Message:
-    data = path.read_bytes().replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+def _read_message(path: Path) -> Any:
+    """An HL7 v2 message, or an XML (CDA) document when the file starts with '<'."""
+    raw = path.read_bytes()
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+        from mediator.cda.safe_xml import parse_xml
+
+        return XmlMessage(parse_xml(raw), raw)
+    data = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
     return parse(data)
+
+
+def _choose_xml_mapping(cfg: AppConfig, mappings: dict[str, Mapping]) -> tuple[Mapping | None, str]:
+    """A CDA document: the mapping of the channel taking CDA documents, else the first cda mapping."""
+    from mediator.accept.channels import ChannelRouter
+
+    try:
+        router = ChannelRouter(load_channels(cfg))
+        channel = router.for_protocol("cda", "http") or router.for_protocol("cda", "mllp")
+    except ConfigError:
+        channel = None
+    if channel is not None and channel.mapping in mappings:
+        return mappings[channel.mapping], f"channel {channel.name!r}"
+    for name in sorted(mappings):
+        if mappings[name].source == "cda":
+            return mappings[name], f"{name} reads CDA documents (no channel)"
+    return None, "no mapping reads CDA documents"
 
 
 def choose_mapping(cfg: AppConfig, msg: Message, mappings: dict[str, Mapping]) -> tuple[Mapping | None, str]:
@@ -73,6 +100,8 @@ def choose_mapping(cfg: AppConfig, msg: Message, mappings: dict[str, Mapping]) -
     """
     from mediator.accept.channels import ChannelRouter
 
+    if isinstance(msg, XmlMessage):
+        return _choose_xml_mapping(cfg, mappings)
     why = ""
     try:
         router = ChannelRouter(load_channels(cfg))
@@ -124,7 +153,7 @@ def cmd_map_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (HL7Error, OSError) as exc:
+    except (HL7Error, OSError, ValueError) as exc:  # XmlInputError is a ValueError
         print(f"error: cannot read the message: {exc}", file=sys.stderr)
         return 2
     except NoMapping as exc:
@@ -135,7 +164,8 @@ def cmd_map_run(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result.bundle, ensure_ascii=False, indent=None if args.compact else 2))
     print(f"mapping: {mapping.file} ({msg.type_key})", file=sys.stderr)
-    print(f"unmapped segments: {', '.join(result.unmapped) if result.unmapped else 'none'}", file=sys.stderr)
+    what = "sections" if isinstance(msg, XmlMessage) else "segments"
+    print(f"unmapped {what}: {', '.join(result.unmapped) if result.unmapped else 'none'}", file=sys.stderr)
     problems = validate_bundle(result.bundle)
     for p in problems:
         print(f"invalid: {p}", file=sys.stderr)
@@ -196,6 +226,14 @@ def compare_bundles(expected: dict[str, Any], actual: dict[str, Any]) -> list[st
     return out
 
 
+def cmd_map_schema(args: argparse.Namespace) -> int:
+    """``mediator map schema``: the JSON Schema of mapping, fragment and code map files on stdout."""
+    from mediator.mapping.jsonschema import mapping_schema
+
+    print(json.dumps(mapping_schema(), indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_map_test(args: argparse.Namespace) -> int:
     """``mediator map test``: PASS/FAIL per fixture; 1 when any fails (or none is found)."""
     try:
@@ -205,7 +243,7 @@ def cmd_map_test(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     folder = Path(args.dir) if args.dir else cfg.resolve(cfg.mappings_dir) / "tests"
-    fixtures = sorted(folder.glob("*.hl7"))
+    fixtures = sorted([*folder.glob("*.hl7"), *folder.glob("*.xml")])
     if args.names:
         fixtures = [f for f in fixtures if f.stem in set(args.names)]
     if not fixtures:
@@ -217,7 +255,7 @@ def cmd_map_test(args: argparse.Namespace) -> int:
         try:
             msg = _read_message(f)
             mapping, result = _map(cfg, msg, None, mappings)
-        except (HL7Error, MappingError, OSError) as exc:
+        except (HL7Error, MappingError, OSError, ValueError) as exc:
             failed += 1
             print(f"FAIL {f.name}: {exc}")
             continue

@@ -20,7 +20,7 @@ from typing import Any
 
 from mediator.yamlfile import Locations, YamlFileError
 
-_KEYS = {"codemap", "description", "system_in", "system_out", "strict", "keep_unmapped",
+KEYS = {"codemap", "description", "system_in", "system_out", "strict", "keep_unmapped",
          "case_sensitive", "default", "entries"}
 
 
@@ -61,8 +61,8 @@ def compile_codemap(data: Any, locs: Locations, base: tuple[str | int, ...] = ()
     if not isinstance(data, dict):
         raise locs.error(base, "a code map must be a mapping with 'entries'")
     for k in data:
-        if k not in _KEYS:
-            raise locs.error((*base, k), f"unknown code map key {k!r} (expected one of {sorted(_KEYS)})")
+        if k not in KEYS:
+            raise locs.error((*base, k), f"unknown code map key {k!r} (expected one of {sorted(KEYS)})")
     entries = data.get("entries")
     if not isinstance(entries, dict) or not entries:
         raise locs.error((*base, "entries"), "'entries' must be a non-empty mapping of code -> code")

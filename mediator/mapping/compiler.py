@@ -23,9 +23,11 @@ from mediator.mapping import convert
 from mediator.mapping.codes import CodeMap, compile_codemap
 from mediator.mapping.functions import FUNCTIONS
 from mediator.mapping.groups import GroupSpec, group_view, split_groups
-from mediator.mapping.model import RuleInfo, Scope
+from mediator.mapping.model import MappingError, RuleInfo, Scope
 from mediator.mapping.paths import ALL, parse_path
 from mediator.mapping.schema import Element, datatype_model, elements
+from mediator.mapping.xml_functions import FUNCTIONS as _XML_FUNCTIONS  # noqa: F401  (adds the XML functions)
+from mediator.mapping.xpath import XML_NODE, XPathSource, nearest_xml
 from mediator.yamlfile import Locations, YamlFileError, load_yaml
 
 Rule = Callable[[Scope], Any]
@@ -49,7 +51,8 @@ Cond = Callable[[Scope], bool]
 
 SOURCE_KEYS = ("path", "const", "template", "concat", "fn", "first", "hash", "var", "ref")
 RULE_KEYS = frozenset({*SOURCE_KEYS, "sep", "args", "for_each", "fields", "use", "when", "map", "as",
-                       "type", "default", "required", "description"})
+                       "type", "default", "required", "description", "invalid"})
+INVALID = ("fail", "drop")  # a value a conversion refuses: fail the message, or drop it (reported)
 COND_KEYS = frozenset({"exists", "missing", "all", "any", "not", "path", "value", "equals", "in",
                        "not_in", "matches"})
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
@@ -106,6 +109,8 @@ class Unit:
     coverage: dict[str, set[int]] = field(default_factory=dict)
     errors: list[YamlFileError] = field(default_factory=list)
     codemaps: dict[str, CodeMap] = field(default_factory=dict)
+    xml: XPathSource | None = None  # source: cda -> paths are XPath expressions
+    invalid: str = "fail"  # the file's default for 'invalid:' (fail | drop)
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,16 @@ class Compiler:
     def info(self, src: Src, where: Where, source_path: str | None = None) -> RuleInfo:
         return RuleInfo(src.file, src.line, where.rule, source_path)
 
+    def xml(self, build: Callable[[str], Any], text: Any, src: Src, where: Where) -> Any:
+        """An XPath rule part (``source: cda``): ``build`` compiles ``text`` once; a bad expression is
+        refused with the file, the line and the rule."""
+        if not isinstance(text, str) or not text.strip():
+            raise src.error(f"rule '{where.rule}': an XPath must be a non-empty string")
+        try:
+            return build(text.strip())
+        except ValueError as exc:
+            raise src.error(f"rule '{where.rule}': {exc}") from None
+
     def path(self, text: Any, src: Src, where: Where) -> Any:
         if not isinstance(text, str) or not text:
             raise src.error(f"rule '{where.rule}': a path must be a non-empty string")
@@ -244,6 +259,8 @@ class Compiler:
         """A rule reading the text at a path (or a ``$variable``)."""
         if isinstance(text, str) and text.startswith("$"):
             return self.var(text[1:], src, where), text
+        if self.u.xml is not None:
+            return self.xml(self.u.xml.reader, text, src, where), text
         p = self.path(text, src, where)
         ptext = p.text
         if p.relative and where.node_level == REPETITION and _SIMPLE_REL.match(ptext):
@@ -281,6 +298,8 @@ class Compiler:
 
     def selector(self, text: Any, src: Src, where: Where) -> tuple[Callable[[Scope], list[Any]], int]:
         """A function selecting the (non-empty) nodes at a path, and their level."""
+        if self.u.xml is not None:
+            return self.xml(self.u.xml.selector, text, src, where), XML_NODE
         p = self.path(text, src, where)
         ptext = p.text
         if p.relative:
@@ -342,8 +361,12 @@ class Compiler:
             return run_chain, w
         if isinstance(spec, dict) and "first_of" in spec:
             return self.first_of(spec, src, where)
+        if isinstance(spec, dict) and "all_of" in spec:
+            return self.all_of(spec, src, where)
         if isinstance(spec, dict):
             return self.group(spec, src, where)
+        if self.u.xml is not None:
+            return self.xml(self.u.xml.scopes, spec, src, where), where.at_level(XML_NODE)
         sel, level = self.selector(spec, src, where)
         if level == SEGMENT:
             def run_segments(scope: Scope) -> list[Scope]:
@@ -378,12 +401,29 @@ class Compiler:
             return []
         return run_first_of, made[-1][1]
 
+    def all_of(self, spec: dict[str, Any], src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
+        """``{all_of: [[*order, *obx], [*specimen, *obx]]}``: the nodes of every selector, in turn (the OBX
+        groups of the orders, then those of the specimens); each keeps its own group chain."""
+        alts = spec["all_of"]
+        if len(spec) != 1 or not isinstance(alts, list) or not alts:
+            raise src.error(f"rule '{where.rule}': 'all_of' takes a non-empty list of selectors")
+        made = [self.scopes(a, src / "all_of" / i, where) for i, a in enumerate(alts)]
+        if len({w.node_level for _, w in made}) != 1:
+            raise src.error(f"rule '{where.rule}': the selectors of 'all_of' must select nodes of one level")
+        fns = [fn for fn, _ in made]
+
+        def run_all_of(scope: Scope) -> list[Scope]:
+            return [c for fn in fns for c in fn(scope)]
+        return run_all_of, made[-1][1]
+
     def group(self, spec: dict[str, Any], src: Src, where: Where) -> tuple[Callable[[Scope], list[Scope]], Where]:
         """``{group: OBR, members: [NTE, OBX, SPM], leading: [ORC]}``: one scope per segment group."""
         for k in spec:
             if k not in GROUP_KEYS:
                 raise (src / k).error(f"rule '{where.rule}': unknown group key {k!r} "
                                       f"(expected one of {sorted(GROUP_KEYS)})")
+        if self.u.xml is not None:
+            raise src.error(f"rule '{where.rule}': segment groups are for HL7 v2; select elements with an XPath")
         if "group" not in spec:
             raise src.error(f"rule '{where.rule}': a segment group needs 'group: <segment(s) that start it>'")
 
@@ -517,6 +557,8 @@ class Compiler:
         if isinstance(text, str) and text.startswith("$"):
             get = self.var(text[1:], src, where)
             return lambda s: not _empty(get(s))
+        if self.u.xml is not None:
+            return self.xml(self.u.xml.exists, text, src, where)
         sel, _ = self.selector(text, src, where)
         p = self.path(text, src, where)
         if not p.multi and isinstance(text, str):
@@ -659,6 +701,11 @@ class Compiler:
 
             def do_conv(v: Any, scope: Scope, conv: convert.Converter = conv) -> Any:
                 return conv(v, scope, info, source_path) if isinstance(v, str) else v
+            invalid = spec.get("invalid", self.u.invalid)
+            if invalid not in INVALID:
+                raise (src / "invalid").error(f"rule '{where.rule}': 'invalid' is one of {', '.join(INVALID)}")
+            if invalid == "drop":
+                do_conv = _dropping(do_conv)
             steps.append(do_conv)
         default = spec.get("default")
         if isinstance(default, (dict, list)) and (el is None or not el.complex):
@@ -685,7 +732,8 @@ class Compiler:
                 if v is None and required:
                     raise info.fail("required value is missing")
             return v
-        return Compiled(run_full, base.data, base.many, probe=probe)
+        # a condition makes even a constant depend on the message
+        return Compiled(run_full, base.data or when is not None, base.many, probe=probe)
 
     def source(self, key: str, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         arg = spec[key]
@@ -880,9 +928,10 @@ class Compiler:
                 raise (src / "ref").error(f"rule '{where.rule}': unknown resource {target!r} "
                                           f"(known: {sorted(self.u.resources)})")
             rtype = self.u.resources[target]
+            near = nearest_xml if self.u.xml is not None else nearest
 
             def ref_run(scope: Scope) -> list[str]:
-                return [f"{rtype}/{rid}" for rid in nearest(scope.ids.get(target), scope.group)]
+                return [f"{rtype}/{rid}" for rid in near(scope.ids.get(target), scope.group)]
         run, data, probe = self.fields(entries, el.model, where)
         if ref_run is not None:
             probe = frozenset({("r", spec["ref"])})  # nothing without a target resource
@@ -988,6 +1037,19 @@ class Compiler:
                 return inner(scope) if maybe(scope) else None
             return run_guarded, any_data, probe
         return run_fields, any_data, probe
+
+
+def _dropping(conv: Callable[[Any, Scope], Any]) -> Callable[[Any, Scope], Any]:
+    """``invalid: drop``: a value the conversion refuses gives nothing, and the message's result
+    lists it (``Scope.vars['@dropped']``, added to the unmapped items: no silent drop)."""
+    def drop_invalid(v: Any, scope: Scope) -> Any:
+        try:
+            return conv(v, scope)
+        except MappingError as exc:
+            scope.vars.setdefault("@dropped", []).append(
+                f"invalid value dropped: rule '{exc.rule}' ({exc.source_path}): {exc.text}")
+            return None
+    return drop_invalid
 
 
 def _unique_refs(values: list[Any]) -> list[Any]:

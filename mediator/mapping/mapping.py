@@ -18,10 +18,13 @@ from mediator.config import ConfigError
 from mediator.mapping.compiler import ALL, Compiler, Cond, Fragment, Rule, Src, Unit, Where, load_yaml_cached
 from mediator.mapping.model import MappingContext, MappingResult, RuleInfo, Scope
 from mediator.mapping.schema import resource_model
+from mediator.mapping.xpath import XmlMessage, XPathSource, unmapped_sections
 from mediator.yamlfile import Locations, YamlFileError, load_yaml
 
 TOP_KEYS = frozenset({"mapping", "description", "source", "message_types", "uses", "let", "patient_key",
-                      "ignore_segments", "bundle", "resources", "fragments"})
+                      "ignore_segments", "bundle", "resources", "fragments", "namespaces", "ignore_sections",
+                    "invalid"})
+SOURCES = ("hl7v2", "cda")  # cda: paths are XPath (see mediator/mapping/xpath.py)
 RESOURCE_KEYS = frozenset({"resourceType", "description", "when", "for_each", "use", "id", "request",
                            "fields"})
 FRAGMENT_KEYS = frozenset({"datatype", "description", "fields", "when"})
@@ -57,6 +60,7 @@ class Mapping:
     _resources: list[_Resource] = field(default_factory=list, repr=False)
     _patient_key: Rule | None = field(default=None, repr=False)
     _coverage: dict[str, frozenset[int]] = field(default_factory=dict, repr=False)
+    _ignore_sections: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def accepts(self, type_key: str) -> bool:
         """Whether this mapping is meant for a message type (``ADT^A01``; ``ADT^*`` patterns allowed)."""
@@ -66,7 +70,12 @@ class Mapping:
         return type_key in self.message_types or f"{family}^*" in self.message_types
 
     def apply(self, msg: Any, ctx: MappingContext) -> MappingResult:
-        """Map one parsed message; raise :class:`MappingError` when a rule cannot apply."""
+        """Map one parsed message (a CDA: its lxml root or an :class:`XmlMessage`); raise
+        :class:`MappingError` when a rule cannot apply."""
+        xml = self.source == "cda"
+        if xml:
+            msg = XmlMessage.of(msg)
+            nodes: list[Any] = []  # the elements resources were made from: their sections are mapped
         scope = Scope(msg, ctx)
         for name, rule in self._lets:
             scope.vars[name] = rule(scope)
@@ -80,6 +89,8 @@ class Mapping:
                 if res.gate is not None and res.gate(msg):
                     continue
                 items = [s for s in res.select(scope) if res.when is None or res.when(s)]
+                if xml:
+                    nodes.extend(s.node for s in items)
             ids = []
             for s in items:
                 rid = res.id(s)
@@ -112,7 +123,9 @@ class Mapping:
             entries.append(entry)
         bundle = {"resourceType": "Bundle", "type": self.bundle_type, "entry": entries}
         key = self._patient_key(scope) if self._patient_key is not None else None
-        return MappingResult(bundle, self.unmapped(msg), key)
+        unmapped = unmapped_sections(msg, nodes, self._ignore_sections) if xml else self.unmapped(msg)
+        dropped = scope.vars.get("@dropped")
+        return MappingResult(bundle, unmapped + dropped if dropped else unmapped, key)
 
     def unmapped(self, msg: Any) -> list[str]:
         """Segments of ``msg`` that no rule of this mapping reads."""
@@ -190,8 +203,20 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
         err(root.error("'mapping: <name>' is required"))
         name = path.stem
     source = data.get("source", "hl7v2")
-    if source != "hl7v2":
-        err((root / "source").error(f"source {source!r} is not supported (hl7v2)"))
+    if source not in SOURCES:
+        err((root / "source").error(f"source {source!r} is not supported ({', '.join(SOURCES)})"))
+        source = "hl7v2"
+    if source == "cda":
+        ns = data.get("namespaces") or {}
+        if not isinstance(ns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ns.items()):
+            err((root / "namespaces").error("'namespaces' maps prefixes to namespace URIs ('' is the default)"))
+            ns = {}
+        unit.xml = XPathSource(ns)
+    invalid = data.get("invalid", "fail")
+    if invalid not in ("fail", "drop"):
+        err((root / "invalid").error("'invalid' is fail (a value a conversion refuses fails the message) or drop"))
+    else:
+        unit.invalid = invalid
     types = data.get("message_types", [])
     if not isinstance(types, list) or not all(isinstance(t, str) and "^" in t for t in types):
         err((root / "message_types").error("message_types is a list like [ADT^A01, ADT^A04]"))
@@ -246,7 +271,7 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
             unit.resources[rname] = body["resourceType"]
 
     comp = Compiler(unit)
-    m = Mapping(name=name, file=str(path), source="hl7v2", message_types=list(types),
+    m = Mapping(name=name, file=str(path), source=source, message_types=list(types),
                 description=str(data.get("description", "")), bundle_type=btype)
 
     lets = data.get("let", {})
@@ -274,6 +299,11 @@ def load_mapping(path: Path, *, codes_dir: Path | None = None) -> Mapping:
     for seg in ["MSH", *map(str, ignore)]:
         cov[seg] = frozenset({ALL})
     m._coverage = cov
+    sections = data.get("ignore_sections", [])
+    if not isinstance(sections, list):
+        err((root / "ignore_sections").error("'ignore_sections' is a list of section LOINC codes or templateIds"))
+        sections = []
+    m._ignore_sections = frozenset(map(str, sections))
     if unit.errors:
         raise ConfigError(unit.errors)
     return m

@@ -28,6 +28,7 @@ from mediator.fhir.normalize import cda_root_system, identifier_normalizer
 from mediator.fhir.validate import validate_bundle
 from mediator.hl7v2 import HL7Error, parse
 from mediator.mapping import Mapping, MappingContext, MappingError
+from mediator.mapping.xpath import XmlMessage
 from mediator.routes.delivery import RouteOutcome, deliver
 from mediator.routes.destination import Destination
 from mediator.store.base import QueuedMessage, Status, Store
@@ -174,7 +175,16 @@ class Pipeline:
         elif protocol in ("fhir", "cnss-fse"):
             work.bundle = as_transaction(work.message)
             self.normalize_identifiers(work.bundle)
-        elif protocol == "cda":
+        elif protocol == "cda" and work.channel.mapping:  # parse_xml -> the compiled mapping -> Bundle
+            mapping = self.mappings.get(work.channel.mapping)
+            if mapping is None:
+                raise StepFailed("map", f"channel {work.channel.name!r}: mapping {work.channel.mapping!r} not loaded")
+            try:
+                result = mapping.apply(XmlMessage(work.message, work.item.body), self.context)
+            except MappingError as exc:
+                raise StepFailed("map", str(exc)) from None
+            work.bundle, work.unmapped = result.bundle, list(result.unmapped)
+        elif protocol == "cda":  # a channel without mapping: the header summary only
             try:
                 summary = cda_summary(work.message)
             except Exception as exc:
