@@ -16,6 +16,11 @@ __all__ = ["freeze_long_lived"]
 
 
 def freeze_long_lived() -> None:
-    """Collect once, then exempt every surviving object from future collections (``gc.freeze``)."""
+    """Collect once, then exempt every surviving object from future collections (``gc.freeze``).
+
+    What an earlier call froze is thawed first, so that what a reload replaced (the previous compiled
+    mappings, held in reference cycles) is collected instead of kept for the life of the process.
+    """
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
