@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from mediator.hl7v2 import REPETITION, SEGMENT, unescape
+from mediator.hl7v2 import COMPONENT, REPETITION, SEGMENT, Segment, unescape
 from mediator.hl7v2.message import Node
-from mediator.hl7v2.path import compile_path
+from mediator.hl7v2.path import compile_path, compile_relative
 from mediator.mapping import convert
 from mediator.mapping.codes import CodeMap, compile_codemap
 from mediator.mapping.functions import FUNCTIONS
@@ -203,7 +203,10 @@ def _probe_fn(probes: frozenset[tuple[Any, ...]]) -> Callable[[Scope], bool]:
                 if ci < n and comps[ci]:
                     return True
         msg = scope.msg
-        return any(not a(msg) for a in absents)
+        for a in absents:  # noqa: SIM110 (a loop: no generator per call)
+            if not a(msg):
+                return True
+        return False
     return maybe
 
 
@@ -303,11 +306,13 @@ class Compiler:
         p = self.path(text, src, where)
         ptext = p.text
         if p.relative:
+            fast = _fast_relative_selector(ptext, where.node_level)
+            if fast is not None:
+                return fast, p.level
+
             def sel_rel(scope: Scope) -> list[Any]:
                 node = scope.node
                 return [n for n in node.select(ptext) if not n.is_empty] if node is not None else []
-            if where.node_level == REPETITION and ptext.isdigit():
-                sel_rel._probe = ("c", int(ptext) - 1)  # type: ignore[attr-defined]
             return sel_rel, p.level
 
         absent = _absence_check(p)
@@ -928,10 +933,12 @@ class Compiler:
                 raise (src / "ref").error(f"rule '{where.rule}': unknown resource {target!r} "
                                           f"(known: {sorted(self.u.resources)})")
             rtype = self.u.resources[target]
-            near = nearest_xml if self.u.xml is not None else nearest
-
-            def ref_run(scope: Scope) -> list[str]:
-                return [f"{rtype}/{rid}" for rid in near(scope.ids.get(target), scope.group)]
+            if self.u.xml is not None:
+                def ref_run(scope: Scope) -> list[str]:
+                    return [f"{rtype}/{rid}" for rid in nearest_xml(scope.ids.get(target), scope.group)]
+            else:
+                def ref_run(scope: Scope) -> list[str]:
+                    return _nearest_refs(scope, target, rtype)
         run, data, probe = self.fields(entries, el.model, where)
         if ref_run is not None:
             probe = frozenset({("r", spec["ref"])})  # nothing without a target resource
@@ -1093,6 +1100,38 @@ def nearest(entries: list[tuple[tuple[int, ...], str]] | None, chain: tuple[int,
     return out
 
 
+def _nearest_refs(scope: Scope, target: str, rtype: str) -> list[str]:
+    """``Type/id`` of the :func:`nearest` targets, through an index of the targets' group prefixes
+    built once per message and target (every Observation refers to the patient, its order, its
+    specimen: a scan of every target per reference otherwise). Same result as :func:`nearest`."""
+    entries = scope.ids.get(target)
+    if not entries:
+        return []
+    cache = scope.vars.get("@near")
+    if cache is None:
+        cache = scope.vars["@near"] = {}
+    found = cache.get(target)
+    if found is None or found[0] is not entries or found[1] != len(entries):
+        found = cache[target] = (entries, len(entries), _prefix_index(entries, rtype))
+    index = found[2]
+    chain = scope.group
+    for k in range(len(chain), -1, -1):
+        refs = index.get(chain[:k])
+        if refs is not None:
+            return refs
+    return []  # pragma: no cover (the empty prefix is always there)
+
+
+def _prefix_index(entries: list[tuple[tuple[int, ...], str]], rtype: str) -> dict[tuple[int, ...], list[str]]:
+    """Every prefix of the entries' group chains -> the ``Type/id`` of the entries under it, in order,
+    without repeats: the longest prefix of a chain found here is the longest shared one."""
+    index: dict[tuple[int, ...], dict[str, None]] = {}
+    for key, rid in entries:
+        for k in range(len(key) + 1):
+            index.setdefault(key[:k], {})[rid] = None
+    return {prefix: [f"{rtype}/{rid}" for rid in rids] for prefix, rids in index.items()}
+
+
 def _fast_abs_reader(text: str) -> Rule | None:
     """Read ``SEG-f``, ``SEG-f.c`` or ``SEG-f.c.s`` (first segment, first repetition) straight from the
     segment's fields; None when the path needs the generic walk (indexes, MSH-1/2)."""
@@ -1144,7 +1183,8 @@ _HEADERS = frozenset({"MSH", "BHS", "FHS"})
 def _fast_segment_reader(ptext: str) -> Rule:
     """Read ``f``, ``f.c`` or ``f.c.s`` (first repetition) on a segment node without the generic path walk.
 
-    Same result as ``node.get(ptext)``: the first repetition's value, unescaped and trimmed.
+    Same result as ``node.get(ptext)``: the first repetition's value, unescaped and trimmed. The value
+    is remembered in the scope (``Scope.memo``): segment fragments read the same fields many times.
     """
     parts = [int(x) for x in ptext.split(".")]
     fi = parts[0]
@@ -1152,35 +1192,95 @@ def _fast_segment_reader(ptext: str) -> Rule:
     si = parts[2] if len(parts) > 2 else 0
 
     def read_seg(scope: Scope) -> str | None:
-        node = scope.node
-        if node is None:
-            return None
-        fields_raw = getattr(node, "fields_raw", None)
-        if fields_raw is None:  # not a segment: the generic way
-            v = node.get(ptext)
-        else:
-            if fi <= 2 and node.name in ("MSH", "BHS", "FHS"):
-                v = node.get(ptext)
-            else:
-                v = fields_raw(fi)
-                if not v:
-                    return None
-                d = scope.msg.delimiters
-                if d.repetition in v:
-                    v = v.split(d.repetition, 1)[0]
-                if ci:
-                    comps = v.split(d.component)
-                    v = comps[ci - 1] if ci <= len(comps) else ""
-                    if si:
-                        subs = v.split(d.subcomponent)
-                        v = subs[si - 1] if si <= len(subs) else ""
-                if v and d.escape in v:
-                    v = unescape(v, d, scope.msg.encoding)
+        memo = scope.memo
+        if memo is None:
+            memo = scope.memo = {}
+        elif ptext in memo:
+            return memo[ptext]
+        v = memo[ptext] = _read_segment(scope, ptext, fi, ci, si)
+        return v
+    return read_seg
+
+
+def _read_segment(scope: Scope, ptext: str, fi: int, ci: int, si: int) -> str | None:
+    node = scope.node
+    if node is None:
+        return None
+    fields_raw = getattr(node, "fields_raw", None)
+    if fields_raw is None or (fi <= 2 and node.name in _HEADERS):  # not a segment, MSH-1/2: the generic way
+        v = node.get(ptext)
+    else:
+        v = fields_raw(fi)
         if not v:
             return None
-        v = v.strip()
-        return v if v and v != '""' else None
-    return read_seg
+        d = scope.msg.delimiters
+        if d.repetition in v:
+            v = v.split(d.repetition, 1)[0]
+        if ci:
+            comps = v.split(d.component)
+            v = comps[ci - 1] if ci <= len(comps) else ""
+            if si:
+                subs = v.split(d.subcomponent)
+                v = subs[si - 1] if si <= len(subs) else ""
+        if v and d.escape in v:
+            v = unescape(v, d, scope.msg.encoding)
+    if not v:
+        return None
+    v = v.strip()
+    return v if v and v != '""' else None
+
+
+def _fast_relative_selector(ptext: str, level: int | None) -> Callable[[Scope], list[Any]] | None:
+    """``for_each`` on a relative path the datatype fragments use most: ``f``, ``f[*]``, ``f[n]`` on a
+    segment, ``c`` on a field repetition. Same nodes as ``node.select(ptext)`` without the generic walk
+    (which compiles the path and builds every node through several calls); None for other paths."""
+    if level == REPETITION and ptext.isdigit():
+        ci = int(ptext) - 1
+
+        def sel_comp(scope: Scope) -> list[Any]:
+            node = scope.node
+            if node is None:
+                return []
+            if node._level != REPETITION:  # a literal (MSH-1/2): the generic way
+                return [n for n in node.select(ptext) if not n.is_empty]
+            comps = scope.comps
+            if comps is None:
+                comps = scope.comps = node._raw.split(scope.msg.delimiters.component)
+            v = comps[ci] if ci < len(comps) else ""
+            return [Node(v, COMPONENT, node._msg)] if v else []
+        sel_comp._probe = ("c", ci)  # type: ignore[attr-defined]
+        return sel_comp
+    if level != SEGMENT:
+        return None
+    try:
+        rp = compile_relative(ptext, SEGMENT)
+    except ValueError:
+        return None
+    if rp.comp is not None or rp.sub is not None or rp.field is None:
+        return None
+    fi, rep = rp.field, rp.rep
+
+    def sel_field(scope: Scope) -> list[Any]:
+        node = scope.node
+        if node is None:
+            return []
+        if fi <= 2 and getattr(node, "name", None) in _HEADERS or not isinstance(node, Segment):
+            return [n for n in node.select(ptext) if not n.is_empty]
+        raw = node.fields_raw(fi)
+        if not raw:
+            return []
+        nmsg = node._msg
+        rs = nmsg.delimiters.repetition
+        if rep == 0:
+            return [Node(r, REPETITION, nmsg) for r in raw.split(rs) if r]
+        if rep is None or rep == 1:
+            i = raw.find(rs)
+            v = raw if i < 0 else raw[:i]
+        else:
+            parts = raw.split(rs)
+            v = parts[rep - 1] if rep <= len(parts) else ""
+        return [Node(v, REPETITION, nmsg)] if v else []
+    return sel_field
 
 
 def _fast_reader(ptext: str) -> Rule:

@@ -22,11 +22,25 @@ def _hl7_dt() -> Callable[..., str]:
     return hl7_datetime_to_fhir
 
 
+_DT_CACHE: dict[tuple[str, str | None], str] = {}  # (value, default offset) -> FHIR form
+
+
 def to_datetime(value: str, scope: Scope, info: RuleInfo, src: str | None) -> str:
+    # the same times come back in every segment of a message (OBX-14, OBR-7, SPM-17) and message
+    # after message: the conversion is pure, so converted values are remembered (errors are not)
+    tz = scope.ctx.default_tz
+    key = (value, tz)
+    found = _DT_CACHE.get(key)
+    if found is not None:
+        return found
     try:
-        return _hl7_dt()(value, src or "", default_tz=scope.ctx.default_tz)
+        found = _hl7_dt()(value, src or "", default_tz=tz)
     except Exception:
         raise info.fail("not a valid HL7 date/time", src) from None
+    if len(_DT_CACHE) >= 8192:
+        _DT_CACHE.clear()
+    _DT_CACHE[key] = found
+    return found
 
 
 def to_date(value: str, scope: Scope, info: RuleInfo, src: str | None) -> str:

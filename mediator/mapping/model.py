@@ -60,7 +60,7 @@ class RuleInfo:
 class Scope:
     """The state one message is evaluated in; ``node`` is the current ``for_each`` item."""
 
-    __slots__ = ("msg", "ctx", "node", "vars", "ids", "comps", "group", "pos")
+    __slots__ = ("msg", "ctx", "node", "vars", "ids", "comps", "group", "pos", "memo")
 
     def __init__(self, msg: Any, ctx: MappingContext, node: Any = None,
                  vars: dict[str, Any] | None = None, ids: dict[str, list[tuple[tuple[int, ...], str]]] | None = None,
@@ -74,6 +74,9 @@ class Scope:
         self.comps: list[str] | None = None  # the current node's raw components, split once
         self.group = group  # chain of the segment groups entered (one key per group level)
         self.pos = pos  # 1-based position of the current node among its for_each siblings
+        # values already read on the current segment node (relative path -> value): a segment
+        # fragment (OBX -> Observation) reads OBX-2 and OBX-5 in many of its conditions
+        self.memo: dict[str, Any] | None = None
 
     def at(self, node: Any, pos: int = 0) -> Scope:
         """The same scope with another current node."""

@@ -39,6 +39,9 @@ _TOKEN = re.compile(r"""
 """, re.X)
 _OPERATORS = frozenset({"and", "or", "mod", "div"})
 _NCNAME = re.compile(r"^[A-Za-z_][\w.-]*$")
+# one step of a simple path: [prefix:]name, then attribute-existence predicates ([@code])
+_STEP = re.compile(r"^(?:(?P<prefix>[A-Za-z_][\w.-]*):)?(?P<local>[A-Za-z_][\w.-]*)"
+                   r"(?P<preds>(?:\[@[A-Za-z_][\w.-]*\])*)$")
 
 
 @dataclass
@@ -137,30 +140,40 @@ class XPathSource:
             self._cache[text] = found
         return found
 
-    def simple(self, text: str) -> tuple[str, str | None] | None:
-        """A child path (``code``, ``id/@root``, ``@value``, ``a/b``) as an ElementPath for ``find`` and
-        the attribute it ends on: the same nodes as the XPath, found without the XPath engine."""
+    def simple(self, text: str) -> tuple[str, str | None, bool] | None:
+        """A child path (``code``, ``id/@root``, ``@value``, ``a/b``, ``translation[@code]``,
+        ``id[@root][1]``) as an ElementPath for ``find``, the attribute it ends on and whether it ends
+        with ``[1]``: the same nodes as the XPath, found without the XPath engine (whose every call
+        sets up a context: several µs for a child lookup). Only attribute-existence predicates
+        (``[@x]``, the same test in both languages) and a final ``[1]`` are taken."""
         parts = text.split("/")
         attr = parts.pop()[1:] if parts[-1].startswith("@") else None
         if attr is not None and not _NCNAME.match(attr):
             return None
+        first = False
+        if attr is None and parts and parts[-1].endswith("[1]"):
+            first = True
+            parts[-1] = parts[-1][:-3]
         tags = []
         for p in parts:
-            prefix, _, local = p.rpartition(":")
-            uri = self.namespaces.get(prefix) if prefix else self.default
-            if not _NCNAME.match(local) or uri is None or (prefix and not _NCNAME.match(prefix)):
+            m = _STEP.match(p)
+            if m is None:
                 return None
-            tags.append(f"{{{uri}}}{local}")
+            prefix, local, preds = m.group("prefix") or "", m.group("local"), m.group("preds")
+            uri = self.namespaces.get(prefix) if prefix else self.default
+            if uri is None:
+                return None
+            tags.append(f"{{{uri}}}{local}{preds}")
         if not tags and attr is None:
             return None
-        return "/".join(tags) or ".", attr
+        return "/".join(tags) or ".", attr, first
 
     # ------------------------------------------------------------------ rule builders
     def reader(self, text: str) -> Callable[[Scope], Any]:
         xp = self.compile(text)
         simple = self.simple(text)
-        if simple is not None:
-            return _simple_reader(*simple)
+        if simple is not None:  # a final [1] changes nothing for a reader: it sees the first node
+            return _simple_reader(simple[0], simple[1])
 
         def read_xpath(scope: Scope) -> str | None:
             node = scope.node
@@ -170,22 +183,45 @@ class XPathSource:
     def selector(self, text: str) -> Callable[[Scope], list[Any]]:
         xp = self.compile(text)
         simple = self.simple(text)
-        if simple is not None and simple[1] is None:
+        if simple is not None and simple[1] is None and not simple[2]:
             path = simple[0]
 
             def select_children(scope: Scope) -> list[Any]:
                 node = scope.node
                 return (node if node is not None else scope.msg.root).findall(path)
             return select_children
+        if simple is not None and simple[1] is None and "/" not in text:
+            # one step ending with [1] (id[@root][1]): the first match among the children
+            path = simple[0]
+
+            def select_first_child(scope: Scope) -> list[Any]:
+                node = scope.node
+                el = (node if node is not None else scope.msg.root).find(path)
+                return [] if el is None else [el]
+            return select_first_child
+
+        absolute = is_absolute(text)
 
         def select_xpath(scope: Scope) -> list[Any]:
             node = scope.node
-            found = xp(node if node is not None else scope.msg.root)
-            return [n for n in found if isinstance(n, etree._Element)] if isinstance(found, list) else []
+            if node is None or absolute:
+                # the same selection of the whole document (a section's entries, every performer) is
+                # made by several resources and from every node: evaluated once per apply
+                memo = scope.vars.get("@xpath")
+                if memo is None:
+                    memo = scope.vars["@xpath"] = {}
+                found = memo.get(xp)
+                if found is None:
+                    found = memo[xp] = _elements(xp(scope.msg.root))
+                return list(found)
+            return _elements(xp(node))
         return select_xpath
 
     def exists(self, text: str) -> Callable[[Scope], bool]:
         xp = self.compile(text)
+        simple = self.simple(text)
+        if simple is not None and not simple[2]:
+            return _simple_exists(simple[0], simple[1])
 
         def exists_xpath(scope: Scope) -> bool:
             node = scope.node
@@ -201,6 +237,51 @@ class XPathSource:
             msg, ctx, vars_, ids = scope.msg, scope.ctx, scope.vars, scope.ids
             return [Scope(msg, ctx, n, vars_, ids, chain_of(n), pos) for pos, n in enumerate(sel(scope), 1)]
         return each_element
+
+
+def _elements(found: Any) -> list[Any]:
+    return [n for n in found if isinstance(n, etree._Element)] if isinstance(found, list) else []
+
+
+def is_absolute(expr: str) -> bool:
+    """Whether every branch of the expression's top-level union starts at the document root (``/``,
+    ``//``): its result is then the same from any node."""
+    depth, quote, start = 0, "", 0
+    branches = []
+    for i, ch in enumerate(expr):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            branches.append(expr[start:i])
+            start = i + 1
+    branches.append(expr[start:])
+    return all(b.strip().startswith("/") for b in branches)
+
+
+def _simple_exists(path: str, attr: str | None) -> Callable[[Scope], bool]:
+    """``exists`` on a simple path, as :func:`present` answers for its XPath: any element, or a
+    non-blank value of the attribute."""
+    if attr is None:
+        def has_child(scope: Scope) -> bool:
+            node = scope.node
+            return (node if node is not None else scope.msg.root).find(path) is not None
+        return has_child
+
+    def has_attr(scope: Scope) -> bool:
+        node = scope.node
+        base = node if node is not None else scope.msg.root
+        for el in ([base] if path == "." else base.iterfind(path)):
+            v = el.get(attr)
+            if v is not None and v.strip():
+                return True
+        return False
+    return has_attr
 
 
 def _simple_reader(path: str, attr: str | None) -> Callable[[Scope], str | None]:
