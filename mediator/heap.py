@@ -12,7 +12,19 @@ from __future__ import annotations
 
 import gc
 
-__all__ = ["freeze_long_lived"]
+__all__ = ["YOUNG_GENERATION", "freeze_long_lived", "tune_collector"]
+
+#: objects allocated between two young collections. A registry resolution or a mapped message
+#: allocates thousands of short-lived objects; with CPython's default (700) the collector ran every
+#: few resolutions and took a fifth of the registry's time.
+YOUNG_GENERATION = 10_000
+
+
+def tune_collector() -> None:
+    """Fewer young collections for a process that allocates in bursts (every mediator command)."""
+    threshold = gc.get_threshold()
+    if threshold[0] < YOUNG_GENERATION:
+        gc.set_threshold(YOUNG_GENERATION, *threshold[1:])
 
 
 def freeze_long_lived() -> None:

@@ -1,11 +1,13 @@
 """``mediator registry ...``: bulk linking, provider loading and review from the command line.
 
     mediator registry link INPUT.csv OUTPUT.csv [--into] [--config config.yaml]
+    mediator registry estimate INPUT.csv WEIGHTS.json [--random-pairs N]
     mediator registry load providers.csv|bundle.json [--config config.yaml]
     mediator registry review [--limit N] [--json]
     mediator registry decide CANDIDATE_ID link|reject [--actor NAME]
     mediator registry merge FROM_ID INTO_ID | unmerge ID
     mediator registry stats
+    mediator registry reindex
 
 ``link`` without ``--into`` links into a fresh registry in a temporary directory (a dry run, a
 benchmark, or the first look at a hospital index being migrated); with ``--into`` into the
@@ -102,6 +104,42 @@ def cmd_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """Estimate weights from the records of a ``registry link`` CSV, without labels; write them as JSON."""
+    from mediator.registry.estimate import estimate_weights
+    from mediator.registry.identifiers import IdentifierRules
+    from mediator.registry.matching import MatchConfig
+    from mediator.registry.model import features_of
+
+    try:
+        rc = getattr(_config(args), "registry", None)
+    except Exception:
+        rc = None
+    rules = IdentifierRules(rc.formats if rc else {})
+    with open(args.input, encoding="utf-8-sig", newline="") as src:
+        feats = [features_of(PersonRecord.from_row(row), rules) for row in csv.DictReader(src)]
+    started = time.perf_counter()
+    w = estimate_weights(feats, MatchConfig(), max_block=rc.max_block if rc else 200,
+                         random_pairs=args.random_pairs, seed=args.seed)
+    Path(args.output).write_text(json.dumps(w, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(feats)} records, {w['candidate_pairs']} candidate pairs, {w['random_pairs']} random pairs, "
+          f"match share {w['p_match']:.3f}, {time.perf_counter() - started:.1f} s; weights (bits):", file=sys.stderr)
+    for f, lv in sorted(w["levels"].items()):
+        print(f"  {f:10} " + "  ".join(f"{k} {v:+.1f}" for k, v in lv.items()), file=sys.stderr)
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    regs = _open(args)
+    started = time.perf_counter()
+    try:
+        n = regs.client.reindex()
+    finally:
+        regs.close()
+    print(f"{n} records reindexed in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     regs = _open(args)
     try:
@@ -159,6 +197,14 @@ def add_registry_cli(subparsers: Any) -> None:
     p.add_argument("--into", action="store_true", help="link into the configured registry instead of a fresh one")
     p.set_defaults(func=cmd_link)
 
+    p = common(sub.add_parser("estimate", help="estimate match weights from a CSV of person records, "
+                                               "without labels (for registry.weights)"))
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--random-pairs", type=int, default=200_000, help="record pairs drawn at random for u")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_estimate)
+
     p = common(sub.add_parser("load", help="load professionals/facilities from a CSV or a FHIR Bundle (.json)"))
     p.add_argument("file")
     p.set_defaults(func=cmd_load)
@@ -184,6 +230,10 @@ def add_registry_cli(subparsers: Any) -> None:
     p.add_argument("enterprise_id")
     p.add_argument("--actor", default="cli")
     p.set_defaults(func=lambda a: _run(a, "unmerge", a.enterprise_id, a.actor))
+
+    p = common(sub.add_parser("reindex", help="rebuild the blocking index with the current keys "
+                                              "(a registry indexed by an older version)"))
+    p.set_defaults(func=cmd_reindex)
 
     p = common(sub.add_parser("stats", help="record and review-queue counts"))
     p.set_defaults(func=lambda a: _run(a, "stats"))

@@ -18,6 +18,8 @@ Proposed for :class:`mediator.config.AppConfig` as
       formats: {ins: "[0-9]{12}"}  # identifier format overrides (regular expressions)
       survivorship: {rules: {birth_date: most_recent}, source_priority: [CHU-IBN-SINA]}
       m_u: {family: {m: 0.95, u: 0.01}}
+      weights: weights.json        # from `mediator registry estimate` (m, u and weights per level)
+      vetoes: true                 # different given names / sexes never auto-link (twins)
       channels: {adt-sih: {review_policy: hold}}
 """
 
@@ -26,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mediator.registry.identifiers import IdentifierRules
 from mediator.registry.matching import FieldMU, MatchConfig
@@ -64,9 +68,11 @@ def open_registries(cfg: Any, path: str | Path | None = None) -> Registries:
     rc: RegistryConfig = getattr(cfg, "registry", None) or RegistryConfig()
     file = Path(path) if path else registry_path(cfg)
     rules = IdentifierRules(rc.formats)
-    match = MatchConfig(auto=rc.auto_threshold, review=rc.review_threshold)
+    match = MatchConfig(auto=rc.auto_threshold, review=rc.review_threshold, vetoes=rc.vetoes)
     if rc.m_u:
         match = match.with_mu({k: FieldMU(v.m, v.u) for k, v in rc.m_u.items()})
+    if rc.weights:
+        match = match.with_weights(orjson.loads(Path(rc.weights).read_bytes()))
     client = ClientRegistry(file, match=match, rules=rules, max_block=rc.max_block,
                             survivorship=Survivorship(rules=dict(rc.survivorship.rules),
                                                       source_priority=list(rc.survivorship.source_priority)))

@@ -72,8 +72,10 @@ def golden_patient(g: dict[str, Any], systems: SystemMap, enterprise_system: str
         p["birthDate"] = data["birth_date"]
     if data.get("phone"):
         p["telecom"] = [{"system": "phone", "value": data["phone"]}]
-    if data.get("city"):
-        p["address"] = [{"city": data["city"]}]
+    address = {k: v for k, v in (("line", [data["address"]] if data.get("address") else None),
+                                 ("city", data.get("city")), ("postalCode", data.get("postcode"))) if v}
+    if address:
+        p["address"] = [address]
     if g.get("merged_into"):
         p["link"] = [{"other": {"reference": f"Patient/{g['merged_into']}"}, "type": "replaced-by"}]
     return p

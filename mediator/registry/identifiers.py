@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from rapidfuzz.distance import OSA
 
@@ -35,8 +36,7 @@ _DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890
 _SEPARATORS = re.compile(r"[\s\-./_]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Identifier:
+class Identifier(NamedTuple):
     """One identifier as received (``raw``) and normalised (``value``)."""
 
     kind: str
@@ -48,8 +48,8 @@ class Identifier:
         return [self.kind, self.value, self.raw, self.valid]
 
     @classmethod
-    def from_json(cls, v: list[object]) -> Identifier:
-        return cls(str(v[0]), str(v[1]), str(v[2]), bool(v[3]))
+    def from_json(cls, v: list[Any]) -> Identifier:
+        return cls(v[0], v[1], v[2], bool(v[3]))
 
 
 @dataclass

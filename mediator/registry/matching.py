@@ -20,7 +20,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
+
+from rapidfuzz.distance import Hamming as _Hamming
+from rapidfuzz.distance import Indel as _Indel
 
 from mediator.registry.identifiers import PERSON_KINDS, compare_values
 from mediator.registry.model import Features
@@ -36,11 +40,11 @@ class FieldMU:
     m: float
     u: float
 
-    @property
+    @cached_property
     def agree(self) -> float:
         return math.log2(self.m / self.u)
 
-    @property
+    @cached_property
     def disagree(self) -> float:
         return math.log2((1 - self.m) / (1 - self.u))
 
@@ -57,6 +61,8 @@ def _default_mu() -> dict[str, FieldMU]:
         "idcs": FieldMU(0.98, 1e-5),
         "ins": FieldMU(0.98, 1e-5),
         "cnss": FieldMU(0.98, 1e-5),
+        "address": FieldMU(0.6, 0.01),  # a household shares one address: see MatchConfig.household_cap
+        "postcode": FieldMU(0.85, 0.05),
     }
 
 
@@ -86,9 +92,21 @@ class MatchConfig:
     swap_penalty: float = 1.0     # family and given swapped
     vetoes: bool = True           # given names or sexes that differ keep a pair out of auto (see _veto)
     member_conflict: float = 5.0  # a golden record with a member scoring below this cannot be auto-linked
+    address_similar: float = 0.85  # edit similarity from which two addresses partly agree
+    household_cap: float | None = 8.0  # most that phone + address + postcode + city agreeing weigh together
+    # weight (bits) per field and comparison level, overriding the ones above (estimated weights, see
+    # mediator.registry.estimate); a name's "agree" level keeps its frequency weight (with ``mu[part].m``)
+    levels: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def with_mu(self, mu: dict[str, FieldMU]) -> MatchConfig:
         return replace(self, mu={**self.mu, **mu})
+
+    def with_weights(self, weights: dict[str, Any]) -> MatchConfig:
+        """This configuration with estimated weights (the JSON :func:`~mediator.registry.estimate.estimate_weights`
+        writes: ``{"mu": {field: {"m", "u"}}, "levels": {field: {level: bits}}}``)."""
+        mu = {k: FieldMU(float(v["m"]), float(v["u"])) for k, v in (weights.get("mu") or {}).items()}
+        levels = {k: {lvl: float(w) for lvl, w in v.items()} for k, v in (weights.get("levels") or {}).items()}
+        return replace(self, mu={**self.mu, **mu}, levels={**self.levels, **levels})
 
 
 @dataclass
@@ -110,6 +128,8 @@ def name_freq_key(n: NameForms) -> str:
         return n.skeleton
     return n.cross or n.cross_ar
 
+
+HOUSEHOLD = frozenset({"phone", "address", "postcode", "city"})
 
 FreqFn = Callable[[str, str], float]  # (part, key) -> u estimate
 
@@ -171,13 +191,17 @@ def compare(a: Features, b: Features, cfg: MatchConfig, freq: FreqFn | None = No
         ev["source"] = ("same_source_other_id", cfg.same_source_other_id)
     # names (straight, then swapped family/given)
     fa, ga, fb, gb = a.family, a.given, b.family, b.given
-    fs = name_similarity(fa, fb) if not (fa.empty or fb.empty) else -1.0
-    gs = name_similarity(ga, gb) if not (ga.empty or gb.empty) else -1.0
-    if (fs < cfg.name_agree or gs < cfg.name_agree) and not (fa.empty or gb.empty or ga.empty or fb.empty):
-        fs2, gs2 = name_similarity(fa, gb), name_similarity(ga, fb)
-        if min(fs2, gs2) >= cfg.name_agree and fs2 + gs2 > max(fs, 0) + max(gs, 0):
-            fs, gs = fs2, gs2
-            ev["swap"] = ("family_given_swapped", -cfg.swap_penalty)
+    fae, gae, fbe, gbe = fa.empty, ga.empty, fb.empty, gb.empty
+    fs = name_similarity(fa, fb) if not (fae or fbe) else -1.0
+    gs = name_similarity(ga, gb) if not (gae or gbe) else -1.0
+    agree = cfg.name_agree
+    if (fs < agree or gs < agree) and not (fae or gbe or gae or fbe):
+        fs2 = name_similarity(fa, gb)
+        if fs2 >= agree:
+            gs2 = name_similarity(ga, fb)
+            if gs2 >= agree and fs2 + gs2 > max(fs, 0) + max(gs, 0):
+                fs, gs = fs2, gs2
+                ev["swap"] = ("family_given_swapped", -cfg.swap_penalty)
     if fs >= 0:
         ev["family"] = _name_weight("family", fs, fa, cfg, freq)
     if gs >= 0:
@@ -193,7 +217,37 @@ def compare(a: Features, b: Features, cfg: MatchConfig, freq: FreqFn | None = No
     if a.city and b.city:
         mu = cfg.mu["city"]
         ev["city"] = ("agree", mu.agree) if a.city == b.city else ("disagree", mu.disagree)
+    if a.address and b.address:
+        mu = cfg.mu["address"]
+        if a.address == b.address:
+            ev["address"] = ("agree", mu.agree)
+        elif _Indel.normalized_similarity(a.address.replace(" ", ""),
+                                          b.address.replace(" ", "")) >= cfg.address_similar:
+            ev["address"] = ("similar", 0.6 * mu.agree)
+        else:
+            ev["address"] = ("disagree", mu.disagree)
+    if a.postcode and b.postcode:
+        mu = cfg.mu["postcode"]
+        if a.postcode == b.postcode:
+            ev["postcode"] = ("agree", mu.agree)
+        elif compare_values(a.postcode, b.postcode) == "near" or (
+                len(a.postcode) == len(b.postcode) == 4 and _Hamming.distance(a.postcode, b.postcode) == 1):
+            ev["postcode"] = ("one_edit", 0.3 * mu.agree)
+        else:
+            ev["postcode"] = ("disagree", mu.disagree)
+    if cfg.levels:
+        for k, (lvl, _) in ev.items():
+            lw = cfg.levels.get(k)
+            if lw and lvl in lw and not (lvl == "agree" and k in ("family", "given")):
+                ev[k] = (lvl, lw[lvl])
     weight = sum(w for _, w in ev.values())
+    if cfg.household_cap is not None:
+        # a household shares phone, address, postcode and city: together they are one piece of
+        # evidence (a father and his namesake son must not link on them), not four
+        pos = sum(w for k, (_, w) in ev.items() if k in HOUSEHOLD and w > 0)
+        if pos > cfg.household_cap:
+            weight -= pos - cfg.household_cap
+            ev["household"] = ("capped", cfg.household_cap - pos)
     if weight >= cfg.auto and cfg.vetoes:
         veto = _veto(ev)
         if veto:
@@ -221,7 +275,7 @@ def _veto(ev: dict[str, tuple[str, float]]) -> str:
 
 # -- estimation ---------------------------------------------------------------------------------------
 
-_FIELDS = ("family", "given", "birth_date", "sex", "phone", "city", *PERSON_KINDS)
+_FIELDS = ("family", "given", "birth_date", "sex", "phone", "city", "address", "postcode", *PERSON_KINDS)
 
 
 def _agreements(a: Features, b: Features, cfg: MatchConfig) -> dict[str, bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from mediator.registry.identifiers import PERSON_KINDS, Identifier, IdentifierRules
@@ -19,7 +19,7 @@ from mediator.registry.names import NameForms, fold, is_arabic, name_forms, stri
 __all__ = ["Features", "PersonRecord", "features_of", "parse_birth_date"]
 
 CSV_FIELDS = ("record_id", "source", "local_id", "cin", "idcs", "ins", "cnss", "family", "given", "family_ar",
-              "given_ar", "birth_date", "sex", "phone", "city")
+              "given_ar", "birth_date", "sex", "phone", "city", "address", "postcode")
 
 
 @dataclass
@@ -37,9 +37,13 @@ class PersonRecord:
     sex: str = ""
     phone: str = ""
     city: str = ""
+    address: str = ""   # street line(s): number, street, building
+    postcode: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["identifiers"] = dict(self.identifiers)
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> PersonRecord:
@@ -55,10 +59,11 @@ class PersonRecord:
         ids = {k: g(k) for k in PERSON_KINDS if g(k)}
         return cls(source=g("source"), local_id=g("local_id") or g("record_id"), identifiers=ids,
                    family=g("family"), given=g("given"), family_ar=g("family_ar"), given_ar=g("given_ar"),
-                   birth_date=g("birth_date"), sex=g("sex"), phone=g("phone"), city=g("city"))
+                   birth_date=g("birth_date"), sex=g("sex"), phone=g("phone"), city=g("city"),
+                   address=g("address"), postcode=g("postcode"))
 
 
-@dataclass
+@dataclass(slots=True)
 class Features:
     """Comparison features of one record (stored as a compact JSON list)."""
 
@@ -71,17 +76,22 @@ class Features:
     city: str = ""
     source: str = ""
     flags: list[str] = field(default_factory=list)
+    address: str = ""   # folded, one space between words
+    postcode: str = ""
 
     def to_json(self) -> list[Any]:
-        return [[i.to_json() for i in self.ids], self.family.as_list(), self.given.as_list(),
-                list(self.dob) if self.dob else None, self.sex, self.phone, self.city, self.source, self.flags]
+        out = [[i.to_json() for i in self.ids], self.family.as_list(), self.given.as_list(),
+               list(self.dob) if self.dob else None, self.sex, self.phone, self.city, self.source, self.flags]
+        if self.address or self.postcode:
+            out += [self.address, self.postcode]
+        return out
 
     @classmethod
     def from_json(cls, v: list[Any]) -> Features:
         dob = v[3]
-        return cls(ids=[Identifier.from_json(i) for i in v[0]], family=NameForms.from_list(v[1]),
-                   given=NameForms.from_list(v[2]), dob=(dob[0], dob[1], dob[2]) if dob else None,
-                   sex=v[4], phone=v[5], city=v[6], source=v[7], flags=v[8])
+        return cls([Identifier.from_json(i) for i in v[0]], NameForms.from_list(v[1]), NameForms.from_list(v[2]),
+                   (dob[0], dob[1], dob[2]) if dob else None, v[4], v[5], v[6], v[7], v[8],
+                   *(v[9:11] if len(v) > 9 else ()))
 
     @property
     def year(self) -> int | None:
@@ -158,8 +168,20 @@ def features_of(rec: PersonRecord, rules: IdentifierRules) -> Features:
     if rec.sex and not sex and rec.sex.strip().lower() not in ("u", "o", "unknown", "other", "a"):
         flags.append("sex:invalid")
     city = fold(rec.city) if rec.city and not is_arabic(rec.city) else strip_controls(rec.city or "").strip()
+    address = _address(rec.address) if isinstance(rec.address, str) and rec.address else ""
+    postcode = "".join(ch for ch in strip_controls(rec.postcode).upper() if ch.isalnum()) \
+        if isinstance(rec.postcode, str) else ""
     return Features(ids=ids, family=family, given=given, dob=dob, sex=sex, phone=_phone(rec.phone or ""),
-                    city=city.replace(" ", ""), source=rec.source, flags=flags)
+                    city=city.replace(" ", ""), source=rec.source, flags=flags, address=address, postcode=postcode)
+
+
+def _address(text: str) -> str:
+    """An address line folded for comparison: numbers kept, words folded (Arabic kept, without controls)."""
+    text = strip_controls(text)
+    if is_arabic(text):
+        return " ".join(text.split())
+    return " ".join(w for part in re.split(r"(\d+)", text) for w in (part.split() if part.isdigit() else [fold(part)])
+                    if w)
 
 
 def _clean(text: str) -> str:

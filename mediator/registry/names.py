@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from rapidfuzz.distance import JaroWinkler
 from rapidfuzz.distance import Levenshtein as _Lev
@@ -79,8 +79,15 @@ def normalize_arabic(text: str) -> str:
     return " ".join(_HARAKAT.sub("", text).translate(_ARABIC_MAP).split())
 
 
+_ASCII_FOLD = str.maketrans({chr(c): (chr(c).lower() if chr(c).isalpha() else
+                                      "" if chr(c) in "'`" or (c < 32 and chr(c) not in "\t\r\n") or c == 127
+                                      else " ") for c in range(128)})
+
+
 def fold(text: str) -> str:
     """Latin text to lower-case ASCII letters and spaces (Aït → ait, Chérif → cherif)."""
+    if text.isascii():
+        return " ".join(text.translate(_ASCII_FOLD).split())
     text = strip_controls(text).translate(_LATIN_EXTRA)
     text = unicodedata.normalize("NFKD", text)
     out = []
@@ -270,9 +277,12 @@ def skeleton(text: str) -> str:
 
 # -- forms and comparison -----------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class NameForms:
-    """The comparison forms of one name part (family or given), Latin and/or Arabic."""
+class NameForms(NamedTuple):
+    """The comparison forms of one name part (family or given), Latin and/or Arabic.
+
+    A named tuple: built once per stored record from its JSON list, which must be cheap (a
+    resolution decodes the features of every candidate that is not in the features cache).
+    """
 
     key: str = ""        # Latin key ("" when only Arabic was given)
     cross: str = ""      # cross-script key (Latin source preferred)
@@ -280,19 +290,21 @@ class NameForms:
     cross_ar: str = ""   # cross-script key computed from the Arabic spelling, when given
     swapped_key: str = ""  # tokens in sorted order (Zahra Fatima == Fatima Zahra)
     cross_alt: str = ""  # Latin cross key with a glued article kept, when it differs
+    plain: str = ""      # folded Latin letters only, when they differ from the key (a typo the key rules amplify)
 
     @property
     def empty(self) -> bool:
         return not (self.key or self.cross or self.cross_ar)
 
     def as_list(self) -> list[str]:
-        return [self.key, self.cross, self.skeleton, self.cross_ar, self.swapped_key, self.cross_alt]
+        return list(self)
 
     @classmethod
     def from_list(cls, v: list[str] | None) -> NameForms:
         return cls(*v) if v else cls()
 
 
+@lru_cache(maxsize=65536)
 def name_forms(latin: str | None, arabic: str | None = None) -> NameForms:
     """Forms of one name part from its Latin and/or Arabic spelling (either may be empty or in the wrong field)."""
     latin = latin or ""
@@ -304,8 +316,9 @@ def name_forms(latin: str | None, arabic: str | None = None) -> NameForms:
     cross = cross_key(latin) if latin else ""
     cross_ar = cross_key(arabic) if arabic else ""
     alt = cross_key(latin, glued=False) if latin else ""
+    plain = fold(latin).replace(" ", "") if latin else ""
     return NameForms(key=key, cross=cross, skeleton=_consonants(cross or cross_ar), cross_ar=cross_ar,
-                     swapped_key=swapped, cross_alt=alt if alt != cross else "")
+                     swapped_key=swapped, cross_alt=alt if alt != cross else "", plain=plain if plain != key else "")
 
 
 @lru_cache(maxsize=131072)
@@ -332,9 +345,11 @@ def _cross_sim(x: str, y: str) -> float:
     return max(0.0, 1.0 - cost / max(len(x), len(y)))
 
 
-@lru_cache(maxsize=262144)
 def _jw(a: str, b: str) -> float:
-    return JaroWinkler.normalized_similarity(a, b) if a and b else 0.0
+    return _JW(a, b) if a and b else 0.0
+
+
+_JW = JaroWinkler.normalized_similarity
 
 
 def name_similarity(a: NameForms, b: NameForms) -> float:
@@ -366,6 +381,10 @@ def _latin_or_cross(a: NameForms, b: NameForms) -> float:
         best = _jw(a.key, b.key)
         if a.swapped_key != a.key or b.swapped_key != b.key:
             best = max(best, _jw(a.swapped_key, b.swapped_key))
+        if best < 0.94 and (a.plain or b.plain):
+            # the letters as typed: the key rules can turn one typo into several differences
+            # (Lachlan/Laclhan → ashlan/aclhan, Lucy/Luc → lusi/luc)
+            best = max(best, _jw(a.plain or a.key, b.plain or b.key))
         if best >= 0.9:
             return best
     if latin_both and best < 0.75:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import math
 import secrets
+import sqlite3
 import threading
-from collections import Counter, OrderedDict
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +43,8 @@ __all__ = ["ClientRegistry", "LinkResult", "MatchHit", "RegistryError", "Survivo
 
 log = structlog.get_logger(__name__)
 
-SURVIVOR_FIELDS = ("family", "given", "family_ar", "given_ar", "birth_date", "sex", "phone", "city")
+SURVIVOR_FIELDS = ("family", "given", "family_ar", "given_ar", "birth_date", "sex", "phone", "city", "address",
+                   "postcode")
 
 
 class RegistryError(Exception):
@@ -124,8 +127,14 @@ class Survivorship:
                 for s, v, _ in vals:
                     if s == src:
                         return v
-        counts = Counter(v for _, v, _ in vals)
-        latest = {v: t for _, v, t in sorted(vals, key=lambda x: x[2])}
+        if len(vals) == 1:
+            return vals[0][1]
+        counts: dict[str, int] = {}
+        latest: dict[str, float] = {}
+        for _, v, t in vals:
+            counts[v] = counts.get(v, 0) + 1
+            if t >= latest.get(v, t):
+                latest[v] = t
         return max(counts, key=lambda v: (counts[v], latest[v]))
 
 
@@ -153,10 +162,12 @@ def blocking_keys(f: Features) -> set[str]:
     """Every blocking key stored for a record.
 
     ``i:``/``x:`` identifiers (well formed / malformed), ``p:`` phone, ``fy:`` family + birth year +
-    first two consonants of the given name (common family names stay selective), ``gd:`` given +
-    birth date, ``ds:`` birth date + sex + first consonant of either name, ``fm:`` both names + day
-    and month (a mistyped year), ``fg:`` both names in either order (queried only when the record
-    has no birth date), ``f:`` family alone (search only).
+    first two consonants of the given name (common family names stay selective; an empty year when
+    the birth date is unknown), ``gd:`` given + birth date, ``ds:`` birth date + sex + first
+    consonant of either name, ``fm:`` both names in either order + day and month (a mistyped year;
+    empty without a birth date). Searching by family name scans the ``fy:<family>:`` range and a
+    record without a birth date scans ``fm:<names>:``, so no key is stored for those alone: every
+    key is a random write into the block index, the most of what a link costs to commit.
     """
     keys: set[str] = set()
     for i in f.ids:
@@ -164,32 +175,55 @@ def blocking_keys(f: Features) -> set[str]:
             keys.add(f"{'i' if i.valid else 'x'}:{i.kind}:{i.value}")
     fams, givs = _block_names(f.family), _block_names(f.given)
     dob = f.dob_text()
-    initials = {g[:2] for g in givs}
+    year = f"{f.year}" if f.year else ""
+    initials = {g[:2] for g in givs} or {""}
     for s in fams:
-        keys.add(f"f:{s}")
-        if f.year:
-            for ini in initials or {""}:
-                keys.add(f"fy:{s}:{f.year}:{ini}")
+        for ini in initials:
+            keys.add(f"fy:{s}:{year}:{ini}")
         for g in givs:
             a, b = sorted((s, g))
-            keys.add(f"fg:{a}|{b}")
-            if dob:
-                keys.add(f"fm:{a}|{b}:{dob[5:]}")
+            keys.add(f"fm:{a}|{b}:{dob[5:]}")
     if dob:
         for g in givs:
             keys.add(f"gd:{g}:{dob}")
-        # birth date + sex + the first consonant of either name: a typo anywhere else in both names
-        for ini in {n[:1] for n in fams | givs} or {""}:
+        # birth date + sex + the first consonant of the family (f) or the given (g) name: a typo
+        # anywhere else in both names (a swap of the two is found through fm:)
+        for ini in {"f" + n[:1] for n in fams} | {"g" + n[:1] for n in givs} or {""}:
             keys.add(f"ds:{dob}:{f.sex}:{ini}")
     if f.phone:
         keys.add(f"p:{f.phone[-9:]}")
     return keys
 
 
-def query_keys(f: Features, keys: set[str]) -> list[str]:
-    """The stored keys a record is matched through (``f:`` never; ``fg:`` only without a birth date)."""
-    dob = bool(f.dob)
-    return [k for k in keys if not k.startswith("f:") and not (dob and k.startswith("fg:"))]
+BLOCK_KEYS_VERSION = "2"
+
+
+def query_keys(f: Features, keys: set[str], legacy: bool = False) -> tuple[list[str], list[str]]:
+    """``(exact keys, key prefixes)`` a record is matched through.
+
+    With a birth date: its stored keys. Without: identifiers, phone, family + initial, and every
+    record with both names whatever its birth date (the ``fm:<names>:`` range). ``legacy``: also the
+    keys of a registry indexed before version 2 (``fg:`` both names, ``ds:`` with either initial) —
+    until ``mediator registry reindex``.
+    """
+    exact, prefixes = [], []
+    for k in keys:
+        if not f.dob and k.startswith("fm:"):
+            prefixes.append(k)
+            if legacy:
+                exact.append("fg:" + k[3:-1])
+            continue
+        exact.append(k)
+        if legacy and k.startswith("ds:"):
+            exact.append(k[:-2] + k[-1:] if k[-2] in "fg" else k)
+    return exact, prefixes
+
+
+def new_enterprise_id() -> str:
+    """16 hex digits: the time in seconds, then 32 random bits. Ids made together sort together, so
+    a new golden record (and its entry in the source→golden index) lands on the last pages of the
+    table instead of a random one: fewer pages to write per link."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(4)}"
 
 
 class ClientRegistry:
@@ -207,6 +241,10 @@ class ClientRegistry:
         self._features: OrderedDict[int, Features] = OrderedDict()  # parsed features of hot records (LRU)
         self.features_cache = 50_000
         self._n = self.store.count_sources()
+        version = self.store.meta("block_keys")
+        if not version and self._n == 0:
+            self.store.set_meta("block_keys", version := BLOCK_KEYS_VERSION)
+        self._legacy_keys = version != BLOCK_KEYS_VERSION
 
     def close(self) -> None:
         with self._lock:
@@ -217,6 +255,17 @@ class ClientRegistry:
         """Group many operations in one transaction (bulk loads)."""
         with self._lock, self.store.transaction():
             yield
+
+    def reindex(self, chunk: int = 20_000) -> int:
+        """Rebuild the blocking index with the current keys (a registry indexed before version 2);
+        one transaction: the registry stays usable, with the old keys, until it commits. Returns
+        the number of records indexed."""
+        with self._lock, self.store.transaction():
+            n = self.store.rebuild_blocks((sid, blocking_keys(Features.from_json(orjson.loads(blob))))
+                                          for sid, blob in self.store.all_features(chunk))
+            self.store.set_meta("block_keys", BLOCK_KEYS_VERSION)
+        self._legacy_keys = False
+        return n
 
     # -- frequencies --------------------------------------------------------------------------------
     def _u(self, part: str, key: str) -> float:
@@ -233,37 +282,43 @@ class ClientRegistry:
         self._n += delta
 
     # -- matching -----------------------------------------------------------------------------------
-    def _feats(self, r: SourceRow) -> Features:
-        f = self._features.get(r.id)
+    def _feats(self, sid: int, blob: bytes) -> Features:
+        f = self._features.get(sid)
         if f is None:
-            f = Features.from_json(r.features_json())
-            self._features[r.id] = f
+            f = Features.from_json(orjson.loads(blob))
+            self._features[sid] = f
             if len(self._features) > self.features_cache:
                 self._features.popitem(last=False)
         return f
 
-    def _candidate_rows(self, feats: Features, keys: set[str]) -> list[SourceRow]:
+    def _candidate_rows(self, feats: Features, keys: set[str]) -> list[tuple[int, str, bytes]]:
+        """``(id, golden, features)`` of the active records sharing a query key with ``feats``."""
         sids: set[int] = set()
         limit = self.max_block
-        for members in self.store.blocks_members(query_keys(feats, keys), limit + 1).values():
+        exact, prefixes = query_keys(feats, keys, self._legacy_keys)
+        for members in self.store.blocks_members(exact, limit + 1).values():
             if len(members) <= limit:
                 sids.update(members)
-        return self.store.sources_by_ids(sorted(sids)) if sids else []
+        for prefix in prefixes:
+            members = self.store.prefix_members(prefix, limit + 1)
+            if len(members) <= limit:
+                sids.update(members)
+        return self.store.match_rows(sorted(sids)) if sids else []
 
-    def _score_goldens(self, feats: Features, rows: list[SourceRow], exclude: set[str],
+    def _score_goldens(self, feats: Features, rows: list[tuple[int, str, bytes]], exclude: set[str],
                        skip_sid: int = 0) -> list[tuple[str, Score]]:
         best: dict[str, Score] = {}
         conflict: set[str] = set()
         freq = self._u
-        for r in rows:
-            if r.id == skip_sid or r.golden in exclude:
+        for sid, golden, blob in rows:
+            if sid == skip_sid or golden in exclude:
                 continue
-            s = compare(feats, self._feats(r), self.cfg, freq)
+            s = compare(feats, self._feats(sid, blob), self.cfg, freq)
             if any(lvl == "disagree" and k in PERSON_KINDS for k, (lvl, _) in s.evidence.items()):
-                conflict.add(r.golden)
-            cur = best.get(r.golden)
+                conflict.add(golden)
+            cur = best.get(golden)
             if cur is None or s.weight > cur.weight:
-                best[r.golden] = s
+                best[golden] = s
         out = []
         for g, s in best.items():
             if g in conflict and not any(lvl == "disagree" and k in PERSON_KINDS for k, (lvl, _) in s.evidence.items()):
@@ -273,7 +328,8 @@ class ClientRegistry:
         out.sort(key=lambda x: -x[1].weight)
         return out
 
-    def _check_members(self, feats: Features, scored: list[tuple[str, Score]]) -> list[tuple[str, Score]]:
+    def _check_members(self, feats: Features, scored: list[tuple[str, Score]],
+                       members: dict[str, list[SourceRow]] | None = None) -> list[tuple[str, Score]]:
         """A golden record reaching ``auto`` must not conflict with any of its members (no chaining).
 
         Matching takes the best member; a member with missing fields can make a bridge between two
@@ -284,8 +340,11 @@ class ClientRegistry:
         out = []
         for gid, s in scored:
             if s.weight >= cfg.auto:
-                worst = min((compare(feats, self._feats(r), cfg, self._u).weight
-                             for r in self.store.sources_of_golden(gid) if r.status == "active"), default=s.weight)
+                active = [r for r in self.store.sources_of_golden(gid) if r.status == "active"]
+                if members is not None:
+                    members[gid] = active
+                worst = min((compare(feats, self._feats(r.id, r.features), cfg, self._u).weight for r in active),
+                            default=s.weight)
                 if worst < cfg.member_conflict:
                     s = Score(min(s.weight, cfg.auto - 0.01),
                               {**s.evidence, "weakest_member": ("conflict", round(worst, 2))})
@@ -306,7 +365,8 @@ class ClientRegistry:
             exclude = self.store.not_matches(rec.source, rec.local_id) if rec.source and rec.local_id else set()
             scored = self._score_goldens(feats, self._candidate_rows(feats, keys), exclude)
             cfg = self.cfg
-            scored = self._check_members(feats, scored)
+            members: dict[str, list[SourceRow]] = {}
+            scored = self._check_members(feats, scored, members)
             top = scored[0] if scored else None
             local_id = rec.local_id or secrets.token_hex(8)
             if top and top[1].weight >= cfg.auto and (len(scored) == 1 or scored[1][1].weight < cfg.auto):
@@ -315,7 +375,9 @@ class ClientRegistry:
                                                raw, feats.flags)
                 link, cands = "auto", []
                 self.store.audit(actor, "auto-link", sid, gid, {"score": round(score.weight, 2)})
-                self._refresh_golden(gid)
+                known = members.get(gid)
+                self._refresh_golden(gid, None if known is None else
+                                     [(r.source, r.raw_json()) for r in known] + [(rec.source, raw)])
             else:
                 gid = self._new_golden(raw)
                 review = [(g, s) for g, s in scored if s.weight >= cfg.review][:5]
@@ -359,7 +421,6 @@ class ClientRegistry:
         return LinkResult(row.golden, row.link, row.score, {}, cands, feats.flags, row.id, updated=True)
 
     def _new_golden(self, raw: dict[str, Any]) -> str:
-        gid = secrets.token_hex(8)
         ids = {}
         for kind, v in (raw.get("identifiers") or {}).items():
             ident = self.rules.normalize(kind, v)
@@ -367,12 +428,19 @@ class ClientRegistry:
                 ids[kind] = ident.value
         data = {f: raw.get(f, "") for f in SURVIVOR_FIELDS}
         data["identifiers"] = ids
-        self.store.insert_golden(gid, data)
-        return gid
+        while True:
+            gid = new_enterprise_id()
+            try:
+                self.store.insert_golden(gid, data)
+                return gid
+            except sqlite3.IntegrityError:  # the same second and 32 random bits: draw again
+                continue
 
-    def _refresh_golden(self, gid: str) -> None:
-        rows = [r for r in self.store.sources_of_golden(gid) if r.status == "active"]
-        data = self.survivorship.synthesise([(r.source, r.raw_json(), 0.0) for r in rows], self.rules)
+    def _refresh_golden(self, gid: str, active: list[tuple[str, dict[str, Any]]] | None = None) -> None:
+        """Synthesise a golden record from its active members (``(source, raw)`` in id order, read when not given)."""
+        rows = active if active is not None else [
+            (r.source, r.raw_json()) for r in self.store.sources_of_golden(gid) if r.status == "active"]
+        data = self.survivorship.synthesise([(src, raw, 0.0) for src, raw in rows], self.rules)
         data["identifiers"] = data.get("identifiers", {})
         if rows:
             self.store.set_golden(gid, data=data)
@@ -494,7 +562,8 @@ class ClientRegistry:
                     self.store.block_members(f"x:{v.kind}:{v.value}", 1000))
             elif family:
                 for k in _block_names(name_forms(family)):
-                    sids.update(self.store.block_members(f"f:{k}", 20000))
+                    sids.update(self.store.prefix_members(f"fy:{k}:", 20000))
+                    sids.update(self.store.block_members(f"f:{k}", 20000))  # registries built before 0.2
             elif birth_date:
                 dob = parse_birth_date(birth_date)
                 if dob:

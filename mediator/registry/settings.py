@@ -43,6 +43,10 @@ class RegistryConfig(_Model):
     patient_id: Literal["source", "enterprise"] = "source"
     formats: dict[str, str] = Field(default_factory=dict, description="identifier kind -> regular expression")
     m_u: dict[str, MUConfig] = Field(default_factory=dict)
+    weights: str = Field("", description="JSON written by `mediator registry estimate` (absolute, or relative to the "
+                                         "working directory); applied over m_u")
+    vetoes: bool = Field(True, description="a pair whose given names or sexes differ is never linked without review "
+                                           "(twins, a child under a parent's identifier)")
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     max_block: int = Field(200, gt=0, description="blocking keys with more records than this are skipped")
     channels: dict[str, ChannelRegistryPolicy] = Field(default_factory=dict)

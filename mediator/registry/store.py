@@ -166,6 +166,16 @@ class RegistryStore:
             out.extend(SourceRow(r) for r in self.db.execute(q, chunk))
         return out
 
+    def match_rows(self, sids: list[int]) -> list[tuple[int, str, bytes]]:
+        """``(id, golden, features)`` of the active records among ``sids`` (what scoring needs, nothing more)."""
+        out: list[tuple[int, str, bytes]] = []
+        for i in range(0, len(sids), 500):
+            chunk = sids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.extend(self.db.execute(
+                f"SELECT id, golden, features FROM source WHERE status = 'active' AND id IN ({marks})", chunk))
+        return out
+
     def sources_of_golden(self, golden: str) -> list[SourceRow]:
         return [SourceRow(r) for r in self.db.execute(
             f"SELECT {_SOURCE_COLS} FROM source WHERE golden = ? ORDER BY id", (golden,))]
@@ -198,6 +208,35 @@ class RegistryStore:
     def add_blocks(self, sid: int, keys: Iterable[str]) -> None:
         self.db.executemany("INSERT OR IGNORE INTO block (key, sid) VALUES (?, ?)", [(k, sid) for k in keys])
 
+    def all_features(self, chunk: int = 20_000) -> Iterator[tuple[int, bytes]]:
+        """``(id, features)`` of every source record, in id order, read ``chunk`` rows at a time."""
+        last = 0
+        while True:
+            rows = self.db.execute("SELECT id, features FROM source WHERE id > ? ORDER BY id LIMIT ?",
+                                   (last, chunk)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
+
+    def rebuild_blocks(self, entries: Iterable[tuple[int, Iterable[str]]]) -> int:
+        """Replace the whole blocking index by ``(sid, keys)`` entries (inside the caller's transaction)."""
+        self.db.execute("DROP TABLE IF EXISTS block_new")
+        self.db.execute("CREATE TABLE block_new (key TEXT NOT NULL, sid INTEGER NOT NULL, PRIMARY KEY (key, sid)) "
+                        "WITHOUT ROWID")
+        n = 0
+        batch: list[tuple[str, int]] = []
+        for sid, keys in entries:
+            n += 1
+            batch.extend((k, sid) for k in keys)
+            if len(batch) >= 100_000:
+                self.db.executemany("INSERT OR IGNORE INTO block_new (key, sid) VALUES (?, ?)", batch)
+                batch = []
+        self.db.executemany("INSERT OR IGNORE INTO block_new (key, sid) VALUES (?, ?)", batch)
+        self.db.execute("DROP TABLE block")
+        self.db.execute("ALTER TABLE block_new RENAME TO block")
+        return n
+
     def remove_blocks(self, sid: int, keys: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM block WHERE key = ? AND sid = ?", [(k, sid) for k in keys])
 
@@ -219,6 +258,12 @@ class RegistryStore:
         for k, sid in self.db.execute(q, args):
             out.setdefault(k, []).append(sid)
         return out
+
+    def prefix_members(self, prefix: str, limit: int) -> list[int]:
+        """Members of every key starting with ``prefix`` (at most ``limit``; a range scan)."""
+        hi = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        return [r[0] for r in self.db.execute("SELECT sid FROM block WHERE key >= ? AND key < ? LIMIT ?",
+                                              (prefix, hi, limit))]
 
     def block_members(self, key: str, limit: int) -> list[int]:
         return [r[0] for r in self.db.execute("SELECT sid FROM block WHERE key = ? LIMIT ?", (key, limit))]
