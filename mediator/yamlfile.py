@@ -47,7 +47,11 @@ class Locations:
         return YamlFileError(self.file, self.line_of(path), problem)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it (about 6x faster on the mappings; same nodes and line marks)
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc, valid-type]
     """Safe loader; duplicate keys are an error rather than a silent overwrite."""
 
 
