@@ -53,7 +53,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     die_with_parent()  # first: a node killed while this worker starts must not leave it behind
     import signal
 
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload asked before this worker is ready is moot
+    # A reload asked before this worker is ready waits (blocked, not ignored: the files may change after
+    # the worker read them); run_worker serves it once its handler is in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 
     from mediator import logs
     from mediator.pipeline.worker import read_state, run_worker
@@ -285,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mediator.heap import tune_collector
+
+    tune_collector()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -54,3 +54,46 @@ async def test_reload_on_change_and_refusal_of_a_bad_file(tmp_path: Path, proces
         assert ack_code(ack) == "AA"
         statuses = await h.wait_idle()
         assert statuses.get("Failed") is None  # the previous mapping kept serving
+
+
+async def test_a_reload_asked_while_a_worker_starts_neither_ends_it_nor_is_lost(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """SIGHUP's default action ends a process, and a worker needs seconds before it handles it: one that
+    comes while the worker starts waits (blocked from exec on) and is served once it is ready."""
+    async with make_harness(tmp_path / "data", worker__processes=1, logging__level="info") as h:
+        workers = h.node.workers
+        assert workers is not None
+        workers.reload()  # right after the spawn: the worker is still starting Python
+        assert ack_code(await send(h, adt_message(1))) == "AA"
+        statuses = await h.wait_idle(timeout=120)
+        assert statuses.get("Successful") == 1
+        assert workers.restarts == 0
+        seen = ""
+
+        async def worker_reloaded() -> bool:
+            nonlocal seen
+            seen += capfd.readouterr().err
+            return '"reload.done"' in seen
+        await eventually(worker_reloaded, timeout=60)
+
+
+async def test_a_worker_restarted_while_the_files_are_broken_serves_what_the_node_accepted(tmp_path: Path) -> None:
+    """The node refuses a broken mapping and keeps serving the previous one; a worker that dies then is
+    restarted on those same definitions instead of waiting for a fix with its partition queued."""
+    mappings = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings", mappings)
+    async with make_harness(tmp_path / "data", mappings_dir=str(mappings), worker__processes=1) as h:
+        workers = h.node.workers
+        assert workers is not None
+        assert ack_code(await send(h, adt_message(1))) == "AA"
+        await h.wait_idle(timeout=120)  # the worker is up
+        mapping = mappings / "adt_to_fhir.yaml"
+        mapping.write_text(mapping.read_text().replace("resourceType: Patient", "resourceType: Pateint", 1))
+        workers.procs[0].kill()
+        assert ack_code(await send(h, adt_message(2))) == "AA"
+
+        async def restarted() -> bool:
+            return workers.restarts == 1
+        await eventually(restarted)
+        statuses = await h.wait_idle(timeout=120)
+        assert statuses.get("Successful") == 2 and statuses.get("Failed") is None

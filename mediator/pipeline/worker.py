@@ -4,6 +4,13 @@ With ``worker.processes: N`` the node only receives, stores and acknowledges; N 
 each take the messages of one partition (a hash of the ordering key, so one patient's messages
 always go to the same worker, in order) and run the pipeline. The node supervises them: a worker
 that dies has its in-flight messages re-queued and is restarted.
+
+SIGHUP asks a worker to reload its channels and mappings. Its default action ends a process, and a
+worker needs seconds (imports, mapping compile) before it can handle it, so a worker is started with
+SIGHUP blocked (the signal mask survives ``exec``); it unblocks it once its handler is in place, and a
+reload asked meanwhile is then served. A worker (re)started while the files are broken falls back to
+the last definitions the node accepted (:func:`publish_definitions`), as the node itself keeps serving
+them, rather than leave its partition queued until someone fixes the files.
 """
 
 from __future__ import annotations
@@ -12,15 +19,18 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import structlog
 
 from mediator.accept.channels import ChannelRouter
-from mediator.config import AppConfig, ConfigError
+from mediator.config import AppConfig, ChannelConfig, ConfigError
 from mediator.heap import freeze_long_lived
 from mediator.mapping import Mapping, MappingContext
 from mediator.pipeline.dispatcher import Dispatcher
@@ -51,13 +61,70 @@ def make_pipeline(cfg: AppConfig, store: Store, router: ChannelRouter, mappings:
                     context=MappingContext(identifiers=cfg.identifiers))
 
 
-def reload_definitions(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline) -> bool:
-    """Load channels and mappings again and serve them; a bad file is refused (logged with its file and
-    line) and the previous definitions keep serving. Messages in flight finish with what they started."""
+DEFINITIONS_DIR = "definitions"  # under the data directory: the node's last accepted definition files
+KEEP_GENERATIONS = 3
+
+
+def publish_definitions(cfg: AppConfig) -> None:
+    """Copy the channel and mapping files the node has just accepted where its workers find them should
+    the originals be broken when they (re)start or reload: ``<data>/definitions/current`` (a symlink
+    switched atomically to a fresh copy; the last few copies stay for workers still reading them)."""
+    root = cfg.data_path / DEFINITIONS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    gen = Path(tempfile.mkdtemp(dir=root, prefix="gen-"))
+    try:
+        shutil.copytree(cfg.resolve(cfg.channels_dir), gen / "channels")
+        shutil.copytree(cfg.resolve(cfg.mappings_dir), gen / "mappings")
+        link = root / f".current-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(gen.name)
+        os.replace(link, root / "current")
+    except OSError as exc:
+        log.warning("definitions.publish_failed", error=str(exc))
+        shutil.rmtree(gen, ignore_errors=True)
+        return
+    old = sorted((d for d in root.glob("gen-*") if d != gen), key=lambda d: d.stat().st_mtime)
+    for d in old[:max(0, len(old) - (KEEP_GENERATIONS - 1))]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _published(cfg: AppConfig) -> AppConfig | None:
+    current = cfg.data_path / DEFINITIONS_DIR / "current"
+    if not current.is_dir():
+        return None
+    gen = current.resolve()
+    return cfg.model_copy(update={"channels_dir": str(gen / "channels"), "mappings_dir": str(gen / "mappings")})
+
+
+def load_worker_definitions(cfg: AppConfig) -> tuple[list[ChannelConfig], dict[str, Mapping]]:
+    """The channel and mapping files as they are; if they are broken, the last ones the node accepted.
+    Raises the files' ConfigError when neither loads."""
     from mediator.app import load_definitions
 
     try:
-        channels, mappings = load_definitions(cfg)
+        return load_definitions(cfg)
+    except ConfigError as exc:
+        published = _published(cfg)
+        if published is None:
+            raise
+        try:
+            out = load_definitions(published)
+        except ConfigError:
+            raise exc from None
+        log.warning("worker.published_definitions", reason=[str(e) for e in exc.errors],
+                    channels_dir=published.channels_dir)
+        return out
+
+
+def reload_definitions(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline, *, worker: bool = False) -> bool:
+    """Load channels and mappings again and serve them; a bad file is refused (logged with its file and
+    line) and the previous definitions keep serving. Messages in flight finish with what they started.
+    A ``worker`` falls back to the definitions its node last accepted (:func:`load_worker_definitions`)."""
+    from mediator.app import load_definitions
+
+    try:
+        channels, mappings = load_worker_definitions(cfg) if worker else load_definitions(cfg)
     except ConfigError as exc:
         log.error("reload.refused", problems=[str(e) for e in exc.errors])
         return False
@@ -68,7 +135,7 @@ def reload_definitions(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline
 
 
 def _reload_and_freeze(cfg: AppConfig, router: ChannelRouter, pipeline: Pipeline) -> None:
-    if reload_definitions(cfg, router, pipeline):
+    if reload_definitions(cfg, router, pipeline, worker=True):
         freeze_long_lived()
 
 
@@ -91,10 +158,25 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+@contextlib.contextmanager
+def sighup_blocked() -> Iterator[None]:
+    """Block SIGHUP in this thread; a process started meanwhile starts with it blocked (see the module)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def block_sighup() -> None:
+    """Hold SIGHUP pending until :func:`run_worker` can reload on it (the supervisor already started this
+    process with it blocked; this covers a worker started by other means)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+
+
 async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: int) -> None:
     """Run one worker until SIGTERM or until its node (``parent``) is gone."""
-    from mediator.app import load_definitions
-
+    block_sighup()
     if os.getppid() != parent:
         log.warning("worker.orphaned", partition=partition)
         return
@@ -102,7 +184,7 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
         os.nice(cfg.worker.nice)
     while True:  # files broken since the node checked them: wait for a fix rather than crash in a loop
         try:
-            channels, mappings = load_definitions(cfg)
+            channels, mappings = load_worker_definitions(cfg)
             break
         except ConfigError as exc:
             log.error("worker.definitions_refused", partition=partition, problems=[str(e) for e in exc.errors])
@@ -134,6 +216,9 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _reload_and_freeze, cfg, router, pipeline)
+    # Ready for SIGHUP: one that came while starting (held pending) is delivered now and reloads, since
+    # the files may have changed after this worker read them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     idle = cfg.worker.poll_interval_ms / 1000
     log.info("worker.started", partition=partition, partitions=partitions)
     last = 0
@@ -183,9 +268,11 @@ class WorkerSupervisor:
             self._tasks.append(asyncio.get_running_loop().create_task(self._watch(i)))
 
     async def _spawn(self, partition: int) -> None:
-        self.procs[partition] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mediator", "worker", "--state", str(self.state), "--partition", str(partition),
-            "--partitions", str(self.count), "--parent", str(os.getpid()))
+        # SIGHUP blocked from exec on: a reload asked while the worker starts must not end it (see the module).
+        with sighup_blocked():
+            self.procs[partition] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mediator", "worker", "--state", str(self.state), "--partition",
+                str(partition), "--partitions", str(self.count), "--parent", str(os.getpid()))
 
     async def _watch(self, partition: int) -> None:
         while not self._stopping:
@@ -193,11 +280,25 @@ class WorkerSupervisor:
             if self._stopping:
                 return
             self.restarts += 1
-            requeued = await self.store.requeue(partition, self.count)
-            log.error("worker.died", partition=partition, exit_code=code, requeued=requeued)
-            await asyncio.sleep(1.0)
-            if not self._stopping:
-                await self._spawn(partition)
+            log.error("worker.died", partition=partition, exit_code=code)
+            await self._restart(partition)
+
+    async def _restart(self, partition: int) -> None:
+        """Put the dead worker's messages back in the queue and start another; retried until both are done
+        (a failure here must not leave the partition without a worker)."""
+        requeued: int | None = None
+        while not self._stopping:
+            try:
+                if requeued is None:
+                    requeued = await self.store.requeue(partition, self.count)
+                    log.info("worker.requeued", partition=partition, requeued=requeued)
+                await asyncio.sleep(1.0)
+                if not self._stopping:
+                    await self._spawn(partition)
+                return
+            except Exception as exc:
+                log.error("worker.restart_failed", partition=partition, error=repr(exc))
+                await asyncio.sleep(1.0)
 
     def reload(self) -> None:
         """Ask every worker to load channels and mappings again (SIGHUP)."""
