@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+#: ACK latency buckets (seconds): the target is a p99 under 20 ms
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class Metrics:
@@ -14,6 +17,9 @@ class Metrics:
             ["protocol", "transport", "answer"], registry=registry)
         self.duplicates = Counter("mediator_duplicates", "resent messages answered with the original ACK",
                                   ["protocol"], registry=registry)
+        self.ack_latency = Histogram(
+            "mediator_ack_latency_seconds", "from a message's last byte received to its ACK written to the "
+            "connection (durable commit included)", ["transport"], buckets=ACK_BUCKETS, registry=registry)
 
     def answered(self, protocol: str, transport: str, answer: str, duplicate: bool = False) -> None:
         self.received.labels(protocol, transport, answer or "none").inc()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -33,6 +33,7 @@ class _Frame:
     data: bytes
     oversize: int = 0  # total size when over the limit (data is then the head)
     truncated: bool = False
+    at: float = field(default_factory=time.perf_counter)  # when its last byte arrived (for ACK latency)
 
 
 class MllpProtocol(asyncio.Protocol):
@@ -179,6 +180,11 @@ class MllpProtocol(asyncio.Protocol):
                         out += b"\x0b" + a.ack.encode("utf-8") + END
                 if out:
                     self.transport.write(bytes(out))
+                    if self.server.metrics is not None:
+                        now = time.perf_counter()
+                        for f, a in zip(batch, answers, strict=True):
+                            if a.ack is not None:
+                                self.server.metrics.ack_latency.labels("mllp").observe(now - f.at)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never let one connection take the listener down

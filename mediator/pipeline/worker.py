@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 
 CLAIM_BATCH = 64
 WORKER_COMMIT_BATCH = 16
+WORKER_PAUSE_AFTER_COMMIT_S = 0.001  # see SQLiteStore.pause_after_commit
 MAX_BACKLOG = 4096
 
 
@@ -182,6 +183,10 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
         return
     if cfg.worker.nice:
         os.nice(cfg.worker.nice)
+    # The store's writer thread holds the database's write lock while it waits for the GIL between two
+    # statements; with the default 5 ms switch interval that wait, behind a message being mapped,
+    # showed as ACK latency in the node (which needs the same lock). 1 ms bounds it.
+    sys.setswitchinterval(0.001)
     while True:  # files broken since the node checked them: wait for a fix rather than crash in a loop
         try:
             channels, mappings = load_worker_definitions(cfg)
@@ -198,6 +203,7 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     # same resource ids (an update, not a duplicate), and the node's next commit syncs them anyway.
     store.max_batch = min(store.max_batch, WORKER_COMMIT_BATCH)
     store.synchronous = "NORMAL"
+    store.pause_after_commit = WORKER_PAUSE_AFTER_COMMIT_S
     await store.open(owner=False)
     destinations = await open_destinations(cfg)
     router = ChannelRouter(channels)
