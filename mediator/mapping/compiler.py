@@ -1149,17 +1149,21 @@ def _fast_abs_reader(text: str) -> Rule | None:
         v = segs[0].fields_raw(fi)
         if not v:
             return None
-        d = msg.delimiters
-        if d.repetition in v:
-            v = v.split(d.repetition, 1)[0]
-        if ci:
-            comps = v.split(d.component)
-            v = comps[ci - 1] if ci <= len(comps) else ""
-            if si:
-                subs = v.split(d.subcomponent)
-                v = subs[si - 1] if si <= len(subs) else ""
-        return _leaf_value(v, msg)
+        return _leaf_value(_first_rep_part(v, msg.delimiters, ci, si), msg)
     return read_abs_fast
+
+
+def _first_rep_part(v: str, d: Any, ci: int, si: int) -> str:
+    """Component ``ci`` (subcomponent ``si``; 0: the whole) of the first repetition of raw field ``v``."""
+    if d.repetition in v:
+        v = v.split(d.repetition, 1)[0]
+    if ci:
+        comps = v.split(d.component)
+        v = comps[ci - 1] if ci <= len(comps) else ""
+        if si:
+            subs = v.split(d.subcomponent)
+            v = subs[si - 1] if si <= len(subs) else ""
+    return v
 
 
 def _absence_check(p: Any) -> Callable[[Any], bool]:
@@ -1214,14 +1218,7 @@ def _read_segment(scope: Scope, ptext: str, fi: int, ci: int, si: int) -> str | 
         if not v:
             return None
         d = scope.msg.delimiters
-        if d.repetition in v:
-            v = v.split(d.repetition, 1)[0]
-        if ci:
-            comps = v.split(d.component)
-            v = comps[ci - 1] if ci <= len(comps) else ""
-            if si:
-                subs = v.split(d.subcomponent)
-                v = subs[si - 1] if si <= len(subs) else ""
+        v = _first_rep_part(v, d, ci, si)
         if v and d.escape in v:
             v = unescape(v, d, scope.msg.encoding)
     if not v:
