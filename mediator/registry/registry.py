@@ -19,7 +19,6 @@ Only identifiers and counts are logged, never names or dates.
 from __future__ import annotations
 
 import math
-import secrets
 import sqlite3
 import threading
 import time
@@ -33,6 +32,7 @@ from typing import Any
 import orjson
 import structlog
 
+from mediator.randomness import random_bytes
 from mediator.registry.identifiers import PERSON_KINDS, IdentifierRules
 from mediator.registry.matching import MatchConfig, Score, compare, name_freq_key
 from mediator.registry.model import Features, PersonRecord, features_of
@@ -223,7 +223,7 @@ def new_enterprise_id() -> str:
     """16 hex digits: the time in seconds, then 32 random bits. Ids made together sort together, so
     a new golden record (and its entry in the source→golden index) lands on the last pages of the
     table instead of a random one: fewer pages to write per link."""
-    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(4)}"
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{random_bytes(4).hex()}"
 
 
 class ClientRegistry:
@@ -368,7 +368,7 @@ class ClientRegistry:
             members: dict[str, list[SourceRow]] = {}
             scored = self._check_members(feats, scored, members)
             top = scored[0] if scored else None
-            local_id = rec.local_id or secrets.token_hex(8)
+            local_id = rec.local_id or random_bytes(8).hex()
             if top and top[1].weight >= cfg.auto and (len(scored) == 1 or scored[1][1].weight < cfg.auto):
                 gid, score = top
                 sid = self.store.insert_source(rec.source, local_id, gid, "auto", score.weight, feats.to_json(),
