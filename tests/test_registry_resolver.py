@@ -157,12 +157,13 @@ async def test_garbage_patient_never_crashes(regs: Any) -> None:
     assert out["source"] == "CLIN\u200f" or out["source"] == "fhir-in"
 
 
-async def test_group_commit_links_concurrent_records(regs: Any) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
+async def test_group_commit_links_concurrent_records(regs: Any, inline: bool) -> None:
     import asyncio
 
     from mediator.registry.resolver import LinkBatcher
 
-    batcher = LinkBatcher(regs.client, max_batch=8)
+    batcher = LinkBatcher(regs.client, max_batch=8, inline=inline)
     people = [("Bennani", "Youssef", "1990-02-02"), ("Tazi", "Amina", "1985-07-14"), ("Chraibi", "Omar", "1970-01-30"),
               ("Kettani", "Salma", "2001-11-05"), ("Berrada", "Hicham", "1966-03-21")]
     recs = [PersonRecord(source=f"S{k}", local_id=f"{i}-{k}", family=f, given=g, birth_date=d,

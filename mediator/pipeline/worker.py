@@ -212,7 +212,7 @@ async def run_worker(cfg: AppConfig, partition: int, partitions: int, parent: in
     if cfg.registry.enabled:
         from mediator.registry.config import open_registries
 
-        registries = open_registries(cfg)
+        registries = open_registries(cfg, inline_links=True)  # this loop answers no one: no thread hops
         pipeline.resolver = registries.resolver
     dispatcher = Dispatcher(pipeline.process, cfg.worker.concurrency)
     dispatcher.start()

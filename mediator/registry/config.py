@@ -63,8 +63,9 @@ def registry_path(cfg: Any) -> Path:
     return p if p.is_absolute() else cfg.data_path / p
 
 
-def open_registries(cfg: Any, path: str | Path | None = None) -> Registries:
-    """Open (creating if needed) the client and provider registries of an ``AppConfig``."""
+def open_registries(cfg: Any, path: str | Path | None = None, *, inline_links: bool = False) -> Registries:
+    """Open (creating if needed) the client and provider registries of an ``AppConfig``;
+    ``inline_links``: link on the caller's event loop (a worker process: see LinkBatcher)."""
     rc: RegistryConfig = getattr(cfg, "registry", None) or RegistryConfig()
     file = Path(path) if path else registry_path(cfg)
     rules = IdentifierRules(rc.formats)
@@ -83,5 +84,5 @@ def open_registries(cfg: Any, path: str | Path | None = None) -> Registries:
                                      providers=p.provider_policy or default.providers, patient_id=default.patient_id)
                 for name, p in rc.channels.items()}
     resolver = RegistryResolver(client, providers, systems, enterprise_system=rc.enterprise_system,
-                                default_policy=default, policies=policies)
+                                default_policy=default, policies=policies, inline_links=inline_links)
     return Registries(client, providers, resolver, systems, rc)
