@@ -352,6 +352,7 @@ def _jw(a: str, b: str) -> float:
 _JW = JaroWinkler.normalized_similarity
 
 
+@lru_cache(maxsize=262144)  # common names meet again and again (Mohammed, Fatima, Alaoui): compare once
 def name_similarity(a: NameForms, b: NameForms) -> float:
     """Similarity in [0, 1] of two name parts; 0.0 when either is empty.
 
