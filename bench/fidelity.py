@@ -33,6 +33,7 @@ import re
 import sys
 import traceback
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,15 +142,20 @@ def _types(bundle: dict[str, Any]) -> set[str]:
     return {e["resource"]["resourceType"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)}
 
 
-def ms_corpus(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
+def _ms_pairs(kind: str) -> Iterator[tuple[dict[str, str], bytes, Any]]:
+    """The Microsoft corpus pairs of one kind (hl7v2, ccda): the row, the input bytes, the expected JSON."""
     base = CORPORA / "ms-fhir-converter"
+    with open(base / "pairs.tsv", encoding="utf-8") as fh:
+        pairs = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == kind]
+    for pair in pairs:
+        yield (pair, (base / pair["input"]).read_bytes(),
+               json.loads((base / pair["expected"]).read_text(encoding="utf-8-sig")))
+
+
+def ms_corpus(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     ctx = MappingContext(identifiers=cfg.identifiers)
-    with open(base / "pairs.tsv", encoding="utf-8") as fh:
-        pairs = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "hl7v2"]
-    for pair in pairs:
-        raw = (base / pair["input"]).read_bytes()
-        expected = json.loads((base / pair["expected"]).read_text(encoding="utf-8-sig"))
+    for pair, raw, expected in _ms_pairs("hl7v2"):
         r = rows[pair["root_template"]]
         r["n"] += 1
         try:
@@ -354,14 +360,9 @@ def _cda_mapping(mappings: dict[str, Mapping]) -> Mapping | None:
 
 def ms_cda_corpus(cfg: AppConfig, mappings: dict[str, Mapping], details: bool) -> None:
     """The 22 C-CDA documents of the Microsoft corpus: one row per document type (their template)."""
-    base = CORPORA / "ms-fhir-converter"
     mapping, ctx = _cda_mapping(mappings), MappingContext(identifiers=cfg.identifiers)
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    with open(base / "pairs.tsv", encoding="utf-8") as fh:
-        pairs = [r for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "ccda"]
-    for pair in pairs:
-        raw = (base / pair["input"]).read_bytes()
-        expected = json.loads((base / pair["expected"]).read_text(encoding="utf-8-sig"))
+    for pair, raw, expected in _ms_pairs("ccda"):
         r = rows[pair["root_template"]]
         r["n"] += 1
         root, bundle, outcome = _cda_one(mapping, raw, ctx)

@@ -176,38 +176,35 @@ def _probe_fn(probes: frozenset[tuple[Any, ...]]) -> Callable[[Scope], bool]:
         return maybe_abs
     if not absents:
         def maybe_comps(scope: Scope) -> bool:
-            comps = scope.comps
-            if comps is None:
-                node = scope.node
-                if node is None:
-                    return True
-                comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
-            n = len(comps)
-            # a plain loop, not any(): this runs for every datatype object of every message
-            for ci in cis:  # noqa: SIM110
-                if ci < n and comps[ci]:
-                    return True
-            return False
+            return _any_component(scope, cis)
         return maybe_comps
 
     def maybe(scope: Scope) -> bool:
-        if cis:
-            comps = scope.comps
-            if comps is None:
-                node = scope.node
-                if node is None:
-                    return True
-                comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
-            n = len(comps)
-            for ci in cis:
-                if ci < n and comps[ci]:
-                    return True
+        if cis and _any_component(scope, cis):
+            return True
         msg = scope.msg
         for a in absents:  # noqa: SIM110 (a loop: no generator per call)
             if not a(msg):
                 return True
         return False
     return maybe
+
+
+def _any_component(scope: Scope, cis: tuple[int, ...]) -> bool:
+    """Whether one of the components ``cis`` (0-based) of the current node may hold a value (True
+    without a node); the node is split once per scope."""
+    comps = scope.comps
+    if comps is None:
+        node = scope.node
+        if node is None:
+            return True
+        comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+    n = len(comps)
+    # a plain loop, not any(): this runs for every datatype object of every message
+    for ci in cis:  # noqa: SIM110
+        if ci < n and comps[ci]:
+            return True
+    return False
 
 
 def _none(scope: Scope) -> None:

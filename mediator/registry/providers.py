@@ -134,10 +134,7 @@ class ProviderRegistry:
             if not isinstance(res, dict) or res.get("resourceType") not in RESOURCE_TYPES:
                 rep.ignored += 1
                 continue
-            if not self.put(res):
-                rep.malformed_inpe += 1
-                rep.problems.append(f"entry[{i}]: malformed INPE")  # type: ignore[union-attr]
-            rep.loaded += 1
+            self._put_counted(res, rep, f"entry[{i}]")
         return rep
 
     def load_csv(self, rows: Iterable[dict[str, str]]) -> LoadReport:
@@ -149,11 +146,15 @@ class ProviderRegistry:
                 rep.skipped += 1
                 rep.problems.append(f"line {n}: {exc}")  # type: ignore[union-attr]
                 continue
-            if not self.put(res):
-                rep.malformed_inpe += 1
-                rep.problems.append(f"line {n}: malformed INPE")  # type: ignore[union-attr]
-            rep.loaded += 1
+            self._put_counted(res, rep, f"line {n}")
         return rep
+
+    def _put_counted(self, res: dict[str, Any], rep: LoadReport, where: str) -> None:
+        """Store one loaded resource, counting it (and a malformed INPE, kept but flagged) in ``rep``."""
+        if not self.put(res):
+            rep.malformed_inpe += 1
+            rep.problems.append(f"{where}: malformed INPE")  # type: ignore[union-attr]
+        rep.loaded += 1
 
     def load_file(self, path: str | Path) -> LoadReport:
         p = Path(path)

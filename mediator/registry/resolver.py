@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import structlog
 
+from mediator.futures import settle
 from mediator.pipeline.steps import StepFailed, Work
 from mediator.registry.identifiers import PERSON_KINDS
 from mediator.registry.model import PersonRecord
@@ -178,13 +179,7 @@ class LinkBatcher:
                         results = await asyncio.to_thread(self.registry.link_many, records)
                 except Exception as exc:
                     results = [exc] * len(batch)
-                for (_, fut), res in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(res, Exception):
-                        fut.set_exception(res)
-                    else:
-                        fut.set_result(res)
+                settle((fut for _, fut in batch), results)
         finally:
             self._running = False
 

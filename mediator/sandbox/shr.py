@@ -29,6 +29,7 @@ from aiohttp import web
 
 from mediator.fhir.inbound import FhirInputError, is_resource_type, parse_fhir_json
 from mediator.fhir.outcome import fhir_json_response, outcome_response
+from mediator.futures import settle
 from mediator.sandbox.shr_store import ID_RE, EntryResult, ShrStore, fhir_instant
 
 __all__ = ["STORE_KEY", "create_shr_app", "main"]
@@ -72,13 +73,7 @@ class _BundleBatcher:
                                                          [b for b, _ in batch])
                 except Exception as exc:  # the commit itself failed: every bundle of the batch failed
                     results = [exc] * len(batch)
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        fut.set_exception(result)
-                    else:
-                        fut.set_result(result)
+                settle((fut for _, fut in batch), results)
         finally:
             self.running = False
 
