@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Harness
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mediator.clients.mllp import MllpClient
 from mediator.hl7v2 import parse
@@ -76,6 +78,14 @@ def test_batch_ack_swaps_sender_and_receiver_and_references_the_received_ids() -
     assert segments(ack, "BTS")[0] == ["BTS", "1", "a \\F\\ note"]  # the comment escaped
     assert segments(ack, "FTS")[0] == ["FTS", "1"]
     assert [s[1] for s in segments(ack, "MSA")] == ["AA"]
+
+
+@given(st.sampled_from([b"BHS", b"FHS", b"\x0bFHS|"]), st.binary(max_size=300))
+def test_any_bytes_after_a_batch_header_split_and_acknowledge_without_crashing(head: bytes, tail: bytes) -> None:
+    batch = split_batch(head + tail)
+    ack = build_batch_ack(batch, [["MSH|^~\\&|A|B\rMSA|AA|1\r"] * len(p.messages) for p in batch.parts],
+                          comment="; ".join(batch.problems))
+    assert ack.startswith(("FHS", "BHS")) and ack.endswith("\r")
 
 
 # -- over the wire ---------------------------------------------------------------------------------
