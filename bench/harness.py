@@ -117,8 +117,13 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by ``pid`` and its child processes still running."""
+    return sum(cpu_by_process(pid).values())
+
+
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """CPU time (user + system) used so far by ``pid`` and by each of its child processes still running."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out: dict[int, float] = {}
     pids = [pid]
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
@@ -128,8 +133,8 @@ def cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        out[p] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def server_pid(http_port: int) -> int:

@@ -162,7 +162,7 @@ async def test_owner_checkpoints_the_wal_in_the_background_and_commits_never_do(
     import shutil
     import sqlite3
 
-    from mediator.store import sqlite as sqlite_store
+    from mediator.store.checkpoint import CHECKPOINT_INTERVAL_S
 
     owner = SQLiteStore(tmp_path / "m.db")
     worker = SQLiteStore(tmp_path / "m.db")
@@ -174,7 +174,7 @@ async def test_owner_checkpoints_the_wal_in_the_background_and_commits_never_do(
         seen = owner.checkpoints
         deadline = time.monotonic() + 10
         while owner.checkpoints < seen + 2 and time.monotonic() < deadline:
-            await asyncio.sleep(sqlite_store.CHECKPOINT_INTERVAL_S)
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
         assert owner.checkpoints >= seen + 2 and worker.checkpoints == 0
         # The database file alone (without its WAL) already holds every accepted message.
         shutil.copyfile(tmp_path / "m.db", tmp_path / "copy.db")

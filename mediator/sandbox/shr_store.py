@@ -1,6 +1,7 @@
 """Storage and FHIR semantics of the sandbox shared record (a small HAPI-like FHIR R4 store).
 
-One SQLite connection (WAL, ``synchronous=NORMAL``), used synchronously: every public method runs
+One SQLite connection (WAL, ``synchronous=NORMAL``; the WAL is copied back by a background
+:class:`~mediator.store.checkpoint.WalCheckpointer`, never inside a write), used synchronously: every public method runs
 to completion without yielding, so callers on an asyncio loop need no lock. Tables:
 
 * ``resource(type, id, version, hash, deleted)`` – the current version of each resource;
@@ -30,6 +31,7 @@ import orjson
 import structlog
 
 from mediator.fhir.inbound import FhirInputError, is_resource_type
+from mediator.store.checkpoint import WalCheckpointer
 
 __all__ = ["EntryResult", "SearchPage", "ShrStore", "fhir_instant"]
 
@@ -102,34 +104,48 @@ def _canonical_hash(resource: dict[str, Any]) -> bytes:
     return hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
 def _walk_references(resource: dict[str, Any], mapping: dict[str, str] | None) -> list[tuple[str, str]]:
     """Rewrite ``reference`` values found in ``mapping`` (in place) and list patient references.
 
-    Iterative (no recursion). Returns ``(top-level element, "Patient/x")`` pairs. With a
-    ``mapping`` (inside a Bundle), a ``urn:uuid:`` reference that matches no entry is an error.
+    Returns ``(top-level element, "Patient/x")`` pairs. With a ``mapping`` (inside a Bundle), a
+    ``urn:uuid:`` reference that matches no entry is an error. Each top-level element is first read
+    as JSON text (orjson, in C): only an element holding a reference to rewrite is walked in Python.
     """
     found: list[tuple[str, str]] = []
-    stack: list[tuple[str, Any]] = [(k, v) for k, v in resource.items() if isinstance(v, dict | list)]
+    for top, value in resource.items():
+        if not isinstance(value, dict | list):
+            continue
+        text = orjson.dumps(value)
+        if b'"reference":"' not in text:
+            continue
+        refs = [orjson.loads(b'"' + r + b'"') if b"\\" in r else r.decode() for r in _REFERENCE.findall(text)]
+        if mapping is not None and any(r in mapping or r.startswith("urn:uuid:") for r in refs):
+            _rewrite_references(top, value, mapping, found)
+            continue
+        found.extend((top, r.split("/_history/", 1)[0]) for r in refs if r.startswith("Patient/"))
+    return found
+
+
+def _rewrite_references(top: str, value: Any, mapping: dict[str, str], found: list[tuple[str, str]]) -> None:
+    """The walk of :func:`_walk_references` for one top-level element (iterative, no recursion)."""
+    stack: list[Any] = [value]
     while stack:
-        top, node = stack.pop()
+        node = stack.pop()
         if isinstance(node, dict):
             ref = node.get("reference")
             if isinstance(ref, str):
-                if mapping is not None:
-                    if ref in mapping:
-                        ref = node["reference"] = mapping[ref]
-                    elif ref.startswith("urn:uuid:"):
-                        raise _bad(f"reference {ref[:64]!r} matches no fullUrl in the Bundle", status=400)
+                if ref in mapping:
+                    ref = node["reference"] = mapping[ref]
+                elif ref.startswith("urn:uuid:"):
+                    raise _bad(f"reference {ref[:64]!r} matches no fullUrl in the Bundle", status=400)
                 if ref.startswith("Patient/"):
                     found.append((top, ref.split("/_history/", 1)[0]))
-            for v in node.values():
-                if isinstance(v, dict | list):
-                    stack.append((top, v))
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
         else:
-            for v in node:
-                if isinstance(v, dict | list):
-                    stack.append((top, v))
-    return found
+            stack.extend(v for v in node if isinstance(v, dict | list))
 
 
 def _identifiers(resource: dict[str, Any]) -> list[tuple[str, str]]:
@@ -169,11 +185,15 @@ class ShrStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA temp_store=MEMORY")
         self._db.execute("PRAGMA cache_size=-32000")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
         self.db_path = db_path
+        self._checkpointer = WalCheckpointer(db_path, name="shr")
+        self._checkpointer.start()
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Stop the checkpointer and close the database connection."""
+        self._checkpointer.stop()
         self._db.close()
 
     # ------------------------------------------------------------------ reads

@@ -30,6 +30,7 @@ from mediator.store.base import (
     TransactionFilter,
     new_id,
 )
+from mediator.store.checkpoint import WalCheckpointer
 from mediator.store.crypto import Cipher
 
 log = structlog.get_logger(__name__)
@@ -102,7 +103,6 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 _PENDING = (Status.QUEUED.value, Status.PROCESSING.value)
-CHECKPOINT_INTERVAL_S = 0.25  # the owner's checkpointer copies the WAL back this often
 WORKER_AUTOCHECKPOINT_PAGES = 100_000  # ~400 MB: only reached if the node (the checkpointer) is gone
 _STOP = object()
 
@@ -125,14 +125,17 @@ class SQLiteStore:
         self._read_local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._read_lock = threading.Lock()
-        self._checkpointer: threading.Thread | None = None
-        self._stop_checkpoints = threading.Event()
+        self._checkpointer: WalCheckpointer | None = None
         # seconds this writer waits after each commit: a worker leaves the node (which acknowledges
         # what it receives) a window to take the write lock instead of taking it straight back
         self.pause_after_commit = 0.0
         self.commits = 0  # number of group commits (for metrics)
         self.committed_ops = 0
-        self.checkpoints = 0
+
+    @property
+    def checkpoints(self) -> int:
+        """WAL checkpoints run so far by this store's checkpointer (0 for a worker's store)."""
+        return self._checkpointer.rounds if self._checkpointer is not None else 0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _connect(self, *, writer: bool = False) -> sqlite3.Connection:
@@ -167,27 +170,12 @@ class SQLiteStore:
                                         daemon=True)
         self._writer.start()
         if owner:
-            self._stop_checkpoints.clear()
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpointer",
-                                                  daemon=True)
+            self._checkpointer = WalCheckpointer(self.path, name="store")
             self._checkpointer.start()
-
-    def _checkpoint_loop(self) -> None:
-        conn = self._connect()
-        try:
-            while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL_S):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    self.checkpoints += 1
-                except sqlite3.Error as exc:  # e.g. disk I/O error: the next round retries
-                    log.warning("store.checkpoint_failed", error=type(exc).__name__)
-        finally:
-            conn.close()
 
     async def close(self) -> None:
         if self._checkpointer is not None:
-            self._stop_checkpoints.set()
-            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
+            await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.stop)
             self._checkpointer = None
         if self._writer is not None:
             self._ops.put(_STOP)
