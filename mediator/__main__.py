@@ -1,5 +1,5 @@
 import sys
 
-from mediator.cli import main
+from mediator.entry import main
 
 sys.exit(main())
