@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 from harness import (
     cpu_by_process,
@@ -74,47 +74,59 @@ Run = tuple[float, float, dict[str, int], float, str]
 
 
 SHARED_RECORDS = {
-    "process": "sandbox shared record in its own process",
+    "process": "sandbox shared record in its own process (shipped)",
     "sink": "remote shared record stood in by bench/fhir_sink.py",
-    "node": "sandbox shared record in the node's process",
+    "node": "sandbox shared record inside the node",
 }
 
 
 def mediator_rate(count: int, connections: int, shared_record: str, processes: int = 1) -> Run:
     """Throughput from first send to last delivery with ``processes`` worker processes. The shared
-    record (see SHARED_RECORDS): the sandbox in its own process, the sandbox inside the node, or the
-    minimal sink standing for a shared record on other machines (as the DMP is in production)."""
+    record (see SHARED_RECORDS): the sandbox in its own process (the node's child, as shipped), the
+    sandbox inside the node, or the minimal sink standing for a shared record on other machines (as
+    the DMP is in production)."""
     worker = {"processes": processes}
-    if shared_record == "node":
-        return _measure(count, connections, None, worker=worker)
+    if shared_record != "sink":
+        return _measure(count, connections, None, worker=worker,
+                        sandbox={"shr": True, "cnss": True, "shr_process": shared_record == "process"})
     port = free_port()
-    with tempfile.TemporaryDirectory() as d, process(
-            [sys.executable, "-m", "mediator.sandbox.shr", "--port", str(port), "--db", f"{d}/shr.db"]
-            if shared_record == "process" else [sys.executable, "bench/fhir_sink.py", str(port)], port) as shr:
-        return _measure(count, connections, shr.pid, sandbox={"shr": False, "cnss": True}, worker=worker,
+    with process([sys.executable, "bench/fhir_sink.py", str(port)], port) as sink:
+        return _measure(count, connections, sink.pid, sandbox={"shr": False, "cnss": True}, worker=worker,
                         destinations={"shr": {"url": f"http://127.0.0.1:{port}/"}})
 
 
-def _measure(count: int, connections: int, shr_pid: int | None, **sections: dict) -> Run:
+def _measure(count: int, connections: int, sink_pid: int | None, **sections: dict) -> Run:
     """(delivered msg/s, ACKed msg/s, final statuses, mediator CPU ms per message: node + workers,
-    the split of the machine's CPU per message: node / workers / shared record)."""
+    the split of the machine's CPU per message: node / workers / shared record or sink)."""
     with mediator_server(**sections) as (http_port, mllp_port, _data):
         base = f"http://127.0.0.1:{http_port}"
         pid = server_pid(http_port)
         run_load(mllp_port, connections=connections, count=400, start_index=50_000_000)  # warm up
         wait_done(base, 400)
         cpu0 = cpu_by_process(pid)
-        shr0 = cpu_seconds(shr_pid) if shr_pid else 0.0
+        sink0 = cpu_seconds(sink_pid) if sink_pid else 0.0
         start = time.perf_counter()
         load = run_load(mllp_port, connections=connections, count=count)
         statuses = wait_done(base, 400 + count)
         elapsed = time.perf_counter() - start
         cpu1 = cpu_by_process(pid)
         used = {p: (cpu1[p] - cpu0.get(p, 0.0)) * 1000 / count for p in cpu1}
-        split = f"node {used.get(pid, 0.0):.2f} + workers {sum(v for p, v in used.items() if p != pid):.2f}"
-        if shr_pid:
-            split += f" + shared record (or sink) {(cpu_seconds(shr_pid) - shr0) * 1000 / count:.2f}"
-        return count / elapsed, load["msg_per_s"], statuses, sum(used.values()), split
+        shr = sum(v for p, v in used.items() if p != pid and _is_sandbox(p))
+        if sink_pid:
+            shr += (cpu_seconds(sink_pid) - sink0) * 1000 / count
+        workers = sum(v for p, v in used.items() if p != pid and not _is_sandbox(p))
+        split = f"node {used.get(pid, 0.0):.2f} + workers {workers:.2f}"
+        if shr:
+            split += f" + shared record (or sink) {shr:.2f}"
+        return count / elapsed, load["msg_per_s"], statuses, used.get(pid, 0.0) + workers, split
+
+
+def _is_sandbox(pid: int) -> bool:
+    """Whether ``pid`` is the node's sandbox shared record process (not a worker)."""
+    try:
+        return b"mediator.sandbox.shr" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def wait_done(base: str, total: int, timeout: float = 600) -> dict[str, int]:
@@ -131,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=4000)
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+    ap.add_argument("--processes", type=int, nargs="*", default=[1, 2],
                     help="worker process counts to compare (the sandbox shared record in its own process)")
     ap.add_argument("--sink-processes", type=int, nargs="*", default=[2],
                     help="worker process counts to run against the remote-shared-record sink")

@@ -39,6 +39,7 @@ from mediator.pipeline.worker import (
 from mediator.registry.config import Registries, open_registries
 from mediator.registry.http import add_registry_routes
 from mediator.routes.destination import Destination
+from mediator.sandbox.shr_process import ShrProcess, create_shr_proxy_app
 from mediator.store.base import QueuedMessage
 from mediator.store.factory import make_store
 from mediator.store.sqlite import SQLiteStore
@@ -111,6 +112,7 @@ class Node:
         self.dispatcher: Dispatcher | None = None
         self.destinations: dict[str, Destination] = {}
         self.workers: WorkerSupervisor | None = None
+        self.shr_process: ShrProcess | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.router: ChannelRouter | None = None
@@ -149,7 +151,13 @@ class Node:
             regs = self.registries
             add_registry_routes(app, regs.client, regs.providers, systems=regs.systems,
                                 enterprise_system=regs.config.enterprise_system)
-        if cfg.sandbox.shr:
+        if cfg.sandbox.shr and cfg.sandbox.shr_process:
+            self.shr_process = ShrProcess(cfg.data_path / "shr.db", port=cfg.sandbox.shr_port,
+                                          log_level=cfg.logging.level)
+            await self.shr_process.start()
+            cfg.sandbox.shr_port = self.shr_process.port  # routes (and workers) reach it there
+            app.add_subapp("/shr/fhir", create_shr_proxy_app(self.shr_process))
+        elif cfg.sandbox.shr:
             from mediator.sandbox.shr import create_shr_app
             app.add_subapp("/shr/fhir", create_shr_app(cfg.data_path / "shr.db"))
         if cfg.sandbox.cnss:
@@ -262,6 +270,8 @@ class Node:
             await self._runner.cleanup()
         for dest in self.destinations.values():
             await dest.close()
+        if self.shr_process is not None:
+            await self.shr_process.stop()
         if self.store:
             await self.store.close()
         if self.registries is not None:

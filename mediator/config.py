@@ -124,9 +124,16 @@ class DestinationConfig(_Model):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+SANDBOX_SHR_URL = "{self}/shr/fhir"
+
+
 class SandboxConfig(_Model):
     shr: bool = True
     cnss: bool = True
+    shr_process: bool = Field(True, description=(
+        "run the sandbox shared record in a process of its own (routes to '{self}/shr/fhir' reach it "
+        "directly; /shr/fhir on the node forwards to it), so that its work never delays ACKs"))
+    shr_port: int = Field(0, ge=0, le=65535, description="loopback port of that process (0: any free port)")
 
 
 class ClientConfig(_Model):
@@ -183,6 +190,14 @@ class AppConfig(_Model):
     def self_base_url(self) -> str:
         host = "127.0.0.1" if self.http.host in ("0.0.0.0", "::", "") else self.http.host
         return f"http://{host}:{self.http.port}"
+
+    def destination_url(self, url: str) -> str:
+        """A destination URL as used: ``{self}`` is this node; a URL under ``{self}/shr/fhir`` goes
+        straight to the sandbox shared record's own process when it runs in one."""
+        sandbox = self.sandbox
+        if sandbox.shr and sandbox.shr_process and sandbox.shr_port and url.startswith(SANDBOX_SHR_URL):
+            return f"http://127.0.0.1:{sandbox.shr_port}{url[len(SANDBOX_SHR_URL):]}"
+        return url.replace("{self}", self.self_base_url)
 
 
 Protocol = Literal["hl7v2", "fhir", "cda", "cnss-fse"]

@@ -88,7 +88,7 @@ def node_config(data_dir: Path, **overrides: object) -> AppConfig:
         target: object = cfg
         parts = dotted.split("__")
         for part in parts[:-1]:
-            target = getattr(target, part)
+            target = target[part] if isinstance(target, dict) else getattr(target, part)
         setattr(target, parts[-1], value)
     return cfg
 

@@ -50,7 +50,7 @@ MAX_BACKLOG = 4096
 async def open_destinations(cfg: AppConfig) -> dict[str, Destination]:
     out = {}
     for name, dcfg in cfg.destinations.items():
-        dest = Destination(name, dcfg, cfg.self_base_url)
+        dest = Destination(name, dcfg, cfg.destination_url(dcfg.url))
         await dest.open()
         out[name] = dest
     return out

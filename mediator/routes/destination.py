@@ -44,10 +44,11 @@ class Request:
 class Destination:
     """An HTTP destination: a FHIR server (transaction Bundles) or the CNSS claims endpoint."""
 
-    def __init__(self, name: str, cfg: DestinationConfig, self_base_url: str) -> None:
+    def __init__(self, name: str, cfg: DestinationConfig, base_url: str) -> None:
+        """``base_url``: ``cfg.url`` resolved (see :meth:`mediator.config.AppConfig.destination_url`)."""
         self.name = name
         self.cfg = cfg
-        self.base_url = cfg.url.replace("{self}", self_base_url)  # used exactly as configured
+        self.base_url = base_url  # used exactly as configured
         self.timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
         self.session: aiohttp.ClientSession | None = None
 

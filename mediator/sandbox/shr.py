@@ -1,6 +1,8 @@
 """Sandbox shared record: an aiohttp FHIR R4 server over :class:`~mediator.sandbox.shr_store.ShrStore`.
 
-Mounted by the engine with ``app.add_subapp("/shr/fhir", create_shr_app(path))`` or run standalone::
+Run by the node in a process of its own (``sandbox.shr_process``, the default: see
+:mod:`mediator.sandbox.shr_process`), mounted in the node with
+``app.add_subapp("/shr/fhir", create_shr_app(path))``, or run standalone::
 
     python -m mediator.sandbox.shr --port 8090 --db /tmp/shr.db
 
@@ -16,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 STORE_KEY: web.AppKey[ShrStore] = web.AppKey("shr_store", ShrStore)
 _BASE_KEY: web.AppKey[str | None] = web.AppKey("shr_base_url", str)
+_TRUST_FORWARDED_KEY = web.AppKey("shr_trust_forwarded", bool)
+FORWARDED_BASE = "X-Forwarded-Base"  # the public FHIR base, set by the node's proxy (see shr_process)
 _EXECUTOR_KEY = web.AppKey("shr_executor", ThreadPoolExecutor)
 _ACCEPTED_TYPES = ("application/fhir+json", "application/json", "application/json+fhir", "")
 _DEFAULT_COUNT = 50
@@ -97,6 +102,9 @@ def _base(request: web.Request) -> str:
     configured = request.app[_BASE_KEY]
     if configured:
         return configured.rstrip("/")
+    forwarded = request.headers.get(FORWARDED_BASE) if request.app[_TRUST_FORWARDED_KEY] else None
+    if forwarded:
+        return forwarded.rstrip("/")
     root = str(request.app.router["shr-root"].url_for())
     return str(request.url.origin()) + root.rstrip("/")
 
@@ -348,14 +356,16 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return outcome_response(500, code="exception", diagnostics="internal server error")
 
 
-def create_shr_app(db_path: Path, *, base_url: str | None = None) -> web.Application:
+def create_shr_app(db_path: Path, *, base_url: str | None = None, trust_forwarded: bool = False) -> web.Application:
     """Build the sandbox shared-record application backed by SQLite at ``db_path``.
 
     ``base_url`` is the public FHIR base used in ``Location`` headers and ``fullUrl``s; by default it
-    is derived from each request (origin + mount prefix).
+    is derived from each request (origin + mount prefix), or taken from the ``X-Forwarded-Base``
+    header when ``trust_forwarded`` (behind the node's proxy, listening on loopback only).
     """
     app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024 + 1)
     app[_BASE_KEY] = base_url
+    app[_TRUST_FORWARDED_KEY] = trust_forwarded
     app[STORE_KEY] = ShrStore(Path(db_path))
     app[_EXECUTOR_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shr-store")
     app[_BATCHER_KEY] = _BundleBatcher(app)
@@ -386,8 +396,21 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--db", type=Path, default=Path("shr.db"))
     parser.add_argument("--base-url", default=None, help="public FHIR base (default: derived per request)")
+    parser.add_argument("--trust-forwarded", action="store_true",
+                        help=f"take the public FHIR base from the {FORWARDED_BASE} header (behind the node's proxy)")
+    parser.add_argument("--parent", type=int, default=0, help="end when this process (the node) ends")
+    parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    app = create_shr_app(args.db, base_url=args.base_url)
+    from mediator import logs
+
+    logs.configure(args.log_level, "json")
+    if args.parent:
+        from mediator.pipeline.worker import die_with_parent
+
+        die_with_parent()
+        if os.getppid() != args.parent:  # the node ended before we could ask to follow it
+            return
+    app = create_shr_app(args.db, base_url=args.base_url, trust_forwarded=args.trust_forwarded)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port, backlog=1024)
