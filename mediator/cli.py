@@ -30,13 +30,14 @@ def _load(args: argparse.Namespace) -> AppConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mediator import logs
     from mediator.app import run_forever
+    from mediator.sandbox.shr_process import SandboxStartError
     from mediator.store.crypto import StoreKeyError
 
     cfg = _load(args)
     logs.configure(cfg.logging.level, cfg.logging.format)
     try:
         asyncio.run(run_forever(cfg))
-    except (ConfigError, StoreKeyError) as exc:
+    except (ConfigError, StoreKeyError, SandboxStartError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

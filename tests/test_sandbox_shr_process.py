@@ -102,3 +102,17 @@ async def test_the_sandbox_can_still_run_inside_the_node(tmp_path: Path) -> None
         tx = (await h.get_json(f"/api/transactions?control_id={parse(msg).control_id}"))["transactions"][0]
         tx = await h.get_json(f"/api/transactions/{tx['id']}")
         assert tx["routes"][0]["request_url"].startswith(f"{h.base}/shr/fhir")
+
+
+async def test_a_sandbox_port_already_taken_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    from mediator.sandbox.shr_process import SandboxStartError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SandboxStartError, match=f"port {port}"):
+            async with make_harness(tmp_path / "data", worker__processes=0, sandbox__shr_port=port):
+                pass

@@ -17,7 +17,6 @@ port:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from aiohttp import web
 from mediator.fhir.outcome import outcome_response
 from mediator.sandbox.shr import FORWARDED_BASE
 
-__all__ = ["ShrProcess", "create_shr_proxy_app"]
+__all__ = ["SandboxStartError", "ShrProcess", "create_shr_proxy_app"]
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +40,10 @@ RESTART_DELAY_S = 1.0
 # request and response headers the proxy passes on (hop-by-hop and length headers are aiohttp's own)
 _REQUEST_HEADERS = ("Content-Type", "Accept", "If-Match", "If-None-Exist", "If-None-Match", "Prefer")
 _RESPONSE_HEADERS = ("Content-Type", "ETag", "Last-Modified", "Location", "Content-Location")
+
+
+class SandboxStartError(RuntimeError):
+    """The sandbox shared record's process could not start (the node does not start either)."""
 
 
 def _free_loopback_port() -> int:
@@ -67,7 +70,7 @@ class ShrProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        """Start the child and wait until it listens (raises RuntimeError if it cannot start)."""
+        """Start the child and wait until it listens (:class:`SandboxStartError` if it cannot start)."""
         await self._spawn()
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
@@ -78,21 +81,24 @@ class ShrProcess:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not await self._listening():
             if self.proc.returncode is not None:
-                raise RuntimeError(f"the sandbox shared record ended at start (exit code {self.proc.returncode})")
+                raise SandboxStartError(f"the sandbox shared record ended at start (exit code "
+                                        f"{self.proc.returncode}, port {self.port}); see the log above")
             if time.monotonic() > deadline:
-                raise RuntimeError("the sandbox shared record did not start listening in time")
+                self.proc.kill()
+                raise SandboxStartError(f"the sandbox shared record did not listen on port {self.port} in time")
             await asyncio.sleep(0.05)
         log.info("shr.process_started", port=self.port, pid=self.proc.pid)
 
     async def _listening(self) -> bool:
+        """Whether *our* child answers (its CapabilityStatement), not merely something on the port."""
         try:
-            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session, \
+                    session.get(f"{self.url}/metadata") as resp:
+                body = await resp.json(content_type=None) if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
+        return isinstance(body, dict) and body.get("resourceType") == "CapabilityStatement" \
+            and self.proc is not None and self.proc.returncode is None
 
     async def _watch(self) -> None:
         while not self._stopping:
