@@ -49,7 +49,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """A worker process, started by `mediator serve` when worker.processes > 0 (not for direct use)."""
     from pathlib import Path
 
-    from mediator.pipeline.worker import die_with_parent
+    from mediator.child_process import die_with_parent
 
     die_with_parent()  # first: a node killed while this worker starts must not leave it behind
     import signal

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -150,13 +149,6 @@ def read_state(path: Path) -> AppConfig:
     cfg = AppConfig.model_validate(state["config"])
     cfg.base_dir = state["base_dir"]
     return cfg
-
-
-def die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the node (our parent) dies, even by kill -9."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

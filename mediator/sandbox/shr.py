@@ -405,7 +405,7 @@ async def main(argv: list[str] | None = None) -> None:
 
     logs.configure(args.log_level, "json")
     if args.parent:
-        from mediator.pipeline.worker import die_with_parent
+        from mediator.child_process import die_with_parent
 
         die_with_parent()
         if os.getppid() != args.parent:  # the node ended before we could ask to follow it
