@@ -8,10 +8,20 @@ where the result goes. Both are validated by pydantic; errors carry file and lin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from mediator.registry.settings import RegistryConfig
 from mediator.yamlfile import YamlFileError, load_yaml, pydantic_errors
@@ -204,6 +214,21 @@ Protocol = Literal["hl7v2", "fhir", "cda", "cnss-fse"]
 Transport = Literal["mllp", "http"]
 
 
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+
+
+def _document_code(v: str) -> str:
+    if not v or v != v.strip() or any(c.isspace() for c in v):
+        raise ValueError(f"document code {v!r} must be a code without spaces, like '18842-5'")
+    return v
+
+
+def _template_oid(v: str) -> str:
+    if not _OID.match(v):
+        raise ValueError(f"template {v!r} must be an OID (a templateId root) like '2.16.840.1.113883.10.20.22.1.8'")
+    return v
+
+
 class ChannelSource(_Model):
     protocol: Protocol
     transports: list[Transport] = Field(default_factory=lambda: ["mllp", "http"])
@@ -216,6 +241,22 @@ class ChannelSource(_Model):
         default_factory=lambda: ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
     )
     processing_ids: list[str] = Field(default_factory=lambda: ["P", "T", "D"])
+    document_codes: list[Annotated[str, AfterValidator(_document_code)]] = Field(
+        default_factory=list,
+        description="CDA: the ClinicalDocument/code/@code values taken (LOINC: 18842-5 discharge summary, 34133-9 "
+                    "summary of episode); with document_templates, either one matching is enough; both empty: "
+                    "any document (a catch-all)")
+    document_templates: list[Annotated[str, AfterValidator(_template_oid)]] = Field(
+        default_factory=list,
+        description="CDA: the ClinicalDocument/templateId/@root values taken (an OID: 2.16.840.1.113883.10.20.22.1.8 "
+                    "C-CDA discharge summary, 2.16.840.1.113883.10.20.22.1.2 CCD)")
+
+    @field_validator("document_codes", "document_templates")
+    @classmethod
+    def _cda_only(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if v and info.data.get("protocol") != "cda":
+            raise ValueError(f"only for CDA channels (protocol: cda), not {info.data.get('protocol')!r}")
+        return v
 
     @field_validator("message_types")
     @classmethod

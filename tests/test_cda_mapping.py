@@ -100,8 +100,10 @@ def test_moroccan_ccd_keeps_french_narrative_arabic_names_and_offsets(mapping: M
     assert glucose["referenceRange"][0]["low"]["value"] == 0.7
     enc, = resources(bundle, "Encounter")
     assert enc["period"] == {"start": "2024-11-01T08:00:00+01:00", "end": "2024-11-05T09:00:00+01:00"}
-    # no silent drops: the goals section has an entry nothing maps
-    assert result.unmapped == ["section 61146-7 [2.16.840.1.113883.10.20.22.2.60]"]
+    # every section with entries is mapped (the goals section too); nothing reported as unmapped
+    assert result.unmapped == []
+    goal, = resources(bundle, "Goal")
+    assert goal["target"][0]["detailRange"]["high"]["value"] == 7 and goal["lifecycleStatus"] == "active"
     assert resources(bundle, "ServiceRequest")[0]["intent"] == "order"   # the plan of care's planned test
     assert result.patient_key == "urn:oid:2.16.504.1.99.1|BE123456"
 

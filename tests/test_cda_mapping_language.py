@@ -145,7 +145,7 @@ def test_map_run_chooses_the_cda_mapping(capsys: pytest.CaptureFixture[str], mon
     out, err = capsys.readouterr()
     bundle = json.loads(out)
     assert any(e["resource"]["resourceType"] == "Composition" for e in bundle["entry"])
-    assert "cda_to_fhir.yaml" in err and "unmapped sections: section 61146-7" in err
+    assert "cda_to_fhir.yaml" in err and "unmapped sections: none" in err
     assert "Tazi" not in err
 
 
@@ -170,7 +170,7 @@ async def test_pipeline_maps_a_cda_document_and_records_unmapped_sections(harnes
     assert tx["status"] == "Successful", tx["error"]
     kinds = {x.split("/")[0] for x in tx["result"]["resources"]}
     assert {"Patient", "Composition", "Condition", "Observation", "DocumentReference"} <= kinds
-    assert tx["result"]["unmapped"] == ["section 61146-7 [2.16.840.1.113883.10.20.22.2.60]"]
+    assert tx["result"]["unmapped"] == []
     comp = next(x for x in tx["result"]["resources"] if x.startswith("Composition/"))
     stored = await h.get_json(f"/shr/fhir/{comp}")
     assert "pénicilline" in stored["section"][0]["text"]["div"]

@@ -30,7 +30,7 @@ def copy_setup(tmp: Path) -> Path:
 async def test_check_accepts_the_shipped_configuration() -> None:
     code, out, err = await run_cli("check", "--config", str(REPO / "config.yaml"))
     assert code == 0, err
-    assert "11 channel(s), 9 mapping(s)" in out
+    assert "12 channel(s), 9 mapping(s)" in out
 
 
 async def test_check_names_file_and_line_of_each_problem(tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_oru_lab_report(maps: dict[str, Mapping]) -> None:
     assert role["code"][0]["coding"][0]["code"] == "OP"
     assert role["practitioner"]["reference"].startswith("Practitioner/")
     patient = of(bundle, "Patient")[0]
-    assert patient["identifier"][0] == {"value": "CD456789", "system": f"{SID}/cin", "assigner": {"display": "CIN"},
+    assert patient["identifier"][0] == {"value": "CD456789", "system": f"{SID}/cin",  # CIN: a system, no assigner
                                         "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
                                                              "code": "NI"}]}}
     assert patient["name"][1]["family"] == "بنجلون"

@@ -1,6 +1,8 @@
 """Accepting FHIR, CDA and CNSS care-sheet (FSE) documents received over HTTP.
 
-Checks are cheap and safe (bounded JSON, XML without DTDs or entities); a refused document is kept
+Checks are cheap and safe (bounded JSON, XML without DTDs or entities); a CDA document goes to the
+channel that names its type (``ClinicalDocument/code``, ``templateId``) or to a catch-all CDA channel,
+else it is refused (422, naming its code). A refused document is kept
 in the transaction log as Rejected and answered with an OperationOutcome naming the problem. An
 accepted one is stored durably, queued, and answered ``202 Accepted`` with the transaction id.
 A resent document (same sender and document/Bundle identifier) gets the original answer.
@@ -93,6 +95,11 @@ class DocumentDoor:
             return await self._refuse(body, "cda", client, content_type, received_at, 400, "structure",
                                       "not a CDA document: the root element must be hl7:ClinicalDocument",
                                       "ClinicalDocument", channel=channel.name)
+        selection = self.router.for_cda(root, "http")  # by document type: code, templateId (as `map run`)
+        if selection.channel is None:
+            return await self._refuse(body, "cda", client, content_type, received_at, 422, "not-supported",
+                                      selection.problem, "ClinicalDocument.code")
+        channel = selection.channel
         doc_id = root.find(f"{CDA_NS}id")
         key = ""
         if doc_id is not None and doc_id.get("root"):

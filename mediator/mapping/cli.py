@@ -1,9 +1,10 @@
 """``mediator map``: the integrator's tools for mapping files.
 
 ``mediator map run [--mapping FILE] MESSAGE``
-    Map one HL7 v2 message file and print the FHIR Bundle (JSON) on stdout; on stderr, the segments
-    no rule read and the validation problems. Without ``--mapping``, the mapping is the one the
-    channels would choose for that message (message type, sending application and facility).
+    Map one HL7 v2 message file (or CDA document) and print the FHIR Bundle (JSON) on stdout; on
+    stderr, the segments (sections) no rule read and the validation problems. Without ``--mapping``,
+    the mapping is the one the channels would choose for that message (message type, sending
+    application and facility; for CDA, the document type: code and templateId).
 
 ``mediator map test [NAME ...] [--update]``
     Run the mapping fixtures kept next to the mappings: ``<mappings_dir>/tests/<name>.hl7`` and its
@@ -75,17 +76,29 @@ def _read_message(path: Path) -> Any:
     return parse(data)
 
 
-def _choose_xml_mapping(cfg: AppConfig, mappings: dict[str, Mapping]) -> tuple[Mapping | None, str]:
-    """A CDA document: the mapping of the channel taking CDA documents, else the first cda mapping."""
+def _choose_xml_mapping(cfg: AppConfig, msg: XmlMessage,
+                        mappings: dict[str, Mapping]) -> tuple[Mapping | None, str]:
+    """A CDA document: the mapping of the channel ``POST /cda`` would choose for its type (the same
+    :meth:`ChannelRouter.for_cda`: a channel naming its code or templateId, else a catch-all); when
+    CDA channels exist but none takes this type, none (the document would be refused). Without any
+    CDA channel (or loadable channels), the first mapping reading CDA documents."""
     from mediator.accept.channels import ChannelRouter
 
     try:
-        router = ChannelRouter(load_channels(cfg))
-        channel = router.for_protocol("cda", "http") or router.for_protocol("cda", "mllp")
+        router: ChannelRouter | None = ChannelRouter(load_channels(cfg))
     except ConfigError:
-        channel = None
-    if channel is not None and channel.mapping in mappings:
-        return mappings[channel.mapping], f"channel {channel.name!r}"
+        router = None
+    if router is not None and any(c.source.protocol == "cda" for c in router.channels):
+        sel = router.for_cda(msg.root, "http")
+        if sel.channel is None and any(c.source.protocol == "cda" and "mllp" in c.source.transports
+                                       for c in router.channels):
+            sel = router.for_cda(msg.root, "mllp")
+        if sel.channel is None:
+            return None, sel.problem
+        if sel.channel.mapping in mappings:
+            return mappings[sel.channel.mapping], f"channel {sel.channel.name!r}"
+        if sel.channel.mapping:
+            return None, f"channel {sel.channel.name!r}: mapping {sel.channel.mapping!r} not found"
     for name in sorted(mappings):
         if mappings[name].source == "cda":
             return mappings[name], f"{name} reads CDA documents (no channel)"
@@ -101,7 +114,7 @@ def choose_mapping(cfg: AppConfig, msg: Message, mappings: dict[str, Mapping]) -
     from mediator.accept.channels import ChannelRouter
 
     if isinstance(msg, XmlMessage):
-        return _choose_xml_mapping(cfg, mappings)
+        return _choose_xml_mapping(cfg, msg, mappings)
     why = ""
     try:
         router = ChannelRouter(load_channels(cfg))
@@ -131,8 +144,9 @@ class NoMapping(Exception):
 
 
 def _map(cfg: AppConfig, msg: Message, mapping_file: str | None,
-         mappings: dict[str, Mapping] | None = None) -> tuple[Mapping, Any]:
-    """Apply the chosen mapping; :class:`NoMapping` when there is none."""
+         mappings: dict[str, Mapping] | None = None) -> tuple[Mapping, Any, str]:
+    """Apply the chosen mapping (and say why it was chosen); :class:`NoMapping` when there is none."""
+    why = "--mapping"
     if mapping_file:
         codes = cfg.resolve(cfg.mappings_dir) / "codes"
         mapping = load_mapping(Path(mapping_file), codes_dir=codes if codes.is_dir() else None)
@@ -140,7 +154,7 @@ def _map(cfg: AppConfig, msg: Message, mapping_file: str | None,
         mapping, why = choose_mapping(cfg, msg, mappings if mappings is not None else _mappings(cfg))
         if mapping is None:
             raise NoMapping(why)
-    return mapping, mapping.apply(msg, MappingContext(identifiers=cfg.identifiers))
+    return mapping, mapping.apply(msg, MappingContext(identifiers=cfg.identifiers)), why
 
 
 # ------------------------------------------------------------------------------------------ map run
@@ -149,7 +163,7 @@ def cmd_map_run(args: argparse.Namespace) -> int:
     try:
         cfg = _config(args.config)
         msg = _read_message(Path(args.message))
-        mapping, result = _map(cfg, msg, args.mapping)
+        mapping, result, why = _map(cfg, msg, args.mapping)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -163,7 +177,7 @@ def cmd_map_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result.bundle, ensure_ascii=False, indent=None if args.compact else 2))
-    print(f"mapping: {mapping.file} ({msg.type_key})", file=sys.stderr)
+    print(f"mapping: {mapping.file} ({msg.type_key}; {why})", file=sys.stderr)
     what = "sections" if isinstance(msg, XmlMessage) else "segments"
     print(f"unmapped {what}: {', '.join(result.unmapped) if result.unmapped else 'none'}", file=sys.stderr)
     problems = validate_bundle(result.bundle)
@@ -254,7 +268,7 @@ def cmd_map_test(args: argparse.Namespace) -> int:
         expected_file = f.with_name(f.stem + ".expected.json")
         try:
             msg = _read_message(f)
-            mapping, result = _map(cfg, msg, None, mappings)
+            mapping, result, _ = _map(cfg, msg, None, mappings)
         except (HL7Error, MappingError, OSError, ValueError) as exc:
             failed += 1
             print(f"FAIL {f.name}: {exc}")

@@ -25,7 +25,7 @@ from mediator.mapping.functions import FUNCTIONS
 from mediator.mapping.groups import GroupSpec, group_view, split_groups
 from mediator.mapping.model import MappingError, RuleInfo, Scope
 from mediator.mapping.paths import ALL, parse_path
-from mediator.mapping.schema import Element, datatype_model, elements
+from mediator.mapping.schema import Element, datatype_model, elements, resource_model
 from mediator.mapping.xml_functions import FUNCTIONS as _XML_FUNCTIONS  # noqa: F401  (adds the XML functions)
 from mediator.mapping.xpath import XML_NODE, XPathSource, nearest_xml
 from mediator.yamlfile import Locations, YamlFileError, load_yaml
@@ -51,7 +51,7 @@ Cond = Callable[[Scope], bool]
 
 SOURCE_KEYS = ("path", "const", "template", "concat", "fn", "first", "hash", "var", "ref")
 RULE_KEYS = frozenset({*SOURCE_KEYS, "sep", "args", "for_each", "fields", "use", "when", "map", "as",
-                       "type", "default", "required", "description", "invalid"})
+                       "type", "default", "required", "description", "invalid", "resource"})
 INVALID = ("fail", "drop")  # a value a conversion refuses: fail the message, or drop it (reported)
 COND_KEYS = frozenset({"exists", "missing", "all", "any", "not", "path", "value", "equals", "in",
                        "not_in", "matches"})
@@ -138,7 +138,8 @@ class Compiled:
     many: bool = False  # returns a list (for_each / list element)
     wrap: bool = False  # a single value for a repeating element: the caller makes it a list
     # what the value depends on, for a quick "nothing here" test (None: unknown): ("c", i) the
-    # current repetition's component i, ("a", path, absent) an absolute path (see _probe_fn)
+    # current repetition's component i, ("s", i) a second or later subcomponent of component i
+    # (present only when i holds a subcomponent separator), ("a", path, absent) an absolute path
     probe: frozenset[tuple[Any, ...]] | None = None
 
 
@@ -156,6 +157,13 @@ def _union(parts: list[Compiled]) -> frozenset[tuple[Any, ...]] | None:
 def _probe_fn(probes: frozenset[tuple[Any, ...]]) -> Callable[[Scope], bool]:
     """A test that some value the probes name may be present (False: all surely absent)."""
     cis = tuple(sorted({p[1] for p in probes if p[0] == "c"}))
+    sis = tuple(sorted({p[1] for p in probes if p[0] == "s"} - set(cis)))
+    if sis:
+        rest = _probe_fn(frozenset(p for p in probes if p[0] != "s")) if len(sis) < len(probes) else None
+
+        def maybe_sub(scope: Scope) -> bool:
+            return _any_subcomponent(scope, sis) or (rest is not None and rest(scope))
+        return maybe_sub
     absents = tuple({p[1]: p[2] for p in probes if p[0] == "a"}.values())
     refs = tuple(sorted({p[1] for p in probes if p[0] == "r"}))
     if refs:
@@ -207,6 +215,23 @@ def _any_component(scope: Scope, cis: tuple[int, ...]) -> bool:
     return False
 
 
+def _any_subcomponent(scope: Scope, cis: tuple[int, ...]) -> bool:
+    """Whether one of the components ``cis`` (0-based) of the current node holds subcomponents
+    (an FN surname with its own prefix, an HD with a universal id): their 2nd, 3rd ... parts."""
+    comps = scope.comps
+    if comps is None:
+        node = scope.node
+        if node is None:
+            return True
+        comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+    n = len(comps)
+    sep = scope.msg.delimiters.subcomponent
+    for ci in cis:  # noqa: SIM110
+        if ci < n and sep in comps[ci]:
+            return True
+    return False
+
+
 def _none(scope: Scope) -> None:
     return None
 
@@ -220,6 +245,10 @@ class Compiler:
 
     def __init__(self, unit: Unit) -> None:
         self.u = unit
+        # rule parts compiled so far that read more than the current node (an absolute path, a
+        # variable, a function, a reference, a time zone): a part compiled without any is a pure
+        # function of the node's text, and `resource:` rules cache what such parts build
+        self.impure = 0
 
     # ---------------------------------------------------------------- helpers
     def guard(self, fn: Callable[[], Compiled]) -> Compiled:
@@ -238,6 +267,7 @@ class Compiler:
         refused with the file, the line and the rule."""
         if not isinstance(text, str) or not text.strip():
             raise src.error(f"rule '{where.rule}': an XPath must be a non-empty string")
+        self.impure += 1
         try:
             return build(text.strip())
         except ValueError as exc:
@@ -250,6 +280,8 @@ class Compiler:
             p = parse_path(text.strip(), where.node_level)
         except ValueError as exc:
             raise src.error(f"rule '{where.rule}': {exc}") from None
+        if not p.relative:
+            self.impure += 1
         if not p.relative and p.segment:
             occ = self.u.coverage.setdefault(p.segment, set())
             occ.add(ALL if p.segment in where.groups or "*" in where.groups else p.occurrence)
@@ -265,10 +297,13 @@ class Compiler:
         ptext = p.text
         if p.relative and where.node_level == REPETITION and _SIMPLE_REL.match(ptext):
             fast = _fast_reader(ptext)
-            fast._probe = ("c", int(ptext.partition(".")[0]) - 1)  # type: ignore[attr-defined]
+            c, _, sub = ptext.partition(".")
+            fast._probe = ("s" if sub and sub != "1" else "c", int(c) - 1)  # type: ignore[attr-defined]
             return fast, ptext
         if p.relative and where.node_level == SEGMENT and _SEGMENT_REL.match(ptext):
             return _fast_segment_reader(ptext), ptext
+        if p.relative and where.node_level == COMPONENT and ptext.isdigit():
+            return _fast_subcomponent_reader(int(ptext) - 1), ptext
         if p.relative:
             def read_rel(scope: Scope) -> str | None:
                 node = scope.node
@@ -466,6 +501,7 @@ class Compiler:
         return run_group, where.at_level(SEGMENT, where.groups | inside)
 
     def var(self, name: str, src: Src, where: Where) -> Rule:
+        self.impure += 1
         if name not in self.u.lets:
             raise src.error(f"rule '{where.rule}': unknown variable ${name} (define it under 'let:' above)")
 
@@ -653,6 +689,8 @@ class Compiler:
 
     def single(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         """One value (not a for_each): source -> map -> conversion -> default -> required."""
+        if "resource" in spec:
+            return self.inline_resource(spec, src, el, where)
         sources = [k for k in SOURCE_KEYS if k in spec]
         if "fn" in spec:
             sources = ["fn"]  # the function's input (path, template, ...) is checked by function()
@@ -700,14 +738,18 @@ class Compiler:
                                      f"(expected one of {sorted(convert.CONVERTERS)})")
         if conv_name and sources and sources[0] not in ("const", "ref", "hash", "first"):
             conv = convert.CONVERTERS[conv_name]
+            if conv_name in ("datetime", "instant"):
+                self.impure += 1  # the context's default offset
 
             def do_conv(v: Any, scope: Scope, conv: convert.Converter = conv) -> Any:
                 return conv(v, scope, info, source_path) if isinstance(v, str) else v
             invalid = spec.get("invalid", self.u.invalid)
             if invalid not in INVALID:
                 raise (src / "invalid").error(f"rule '{where.rule}': 'invalid' is one of {', '.join(INVALID)}")
-            if invalid == "drop":
+            # a required value stays strict: dropping it would only turn the error into 'missing'
+            if invalid == "drop" and spec.get("required") is not True:
                 do_conv = _dropping(do_conv)
+                self.impure += 1  # a dropped value is reported with each message
             steps.append(do_conv)
         default = spec.get("default")
         if isinstance(default, (dict, list)) and (el is None or not el.complex):
@@ -736,6 +778,78 @@ class Compiler:
             return v
         # a condition makes even a constant depend on the message
         return Compiled(run_full, base.data or when is not None, base.many, probe=probe)
+
+    def inline_resource(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
+        """``resource: {type: Organization, id: rule[, display: rule]}`` with ``use``/``fields``: a
+        resource built from the current value (a CX's assigning authority, an XON's facility), added
+        to the Bundle once per ``Type/id``; the rule gives the Reference to it (with ``display``),
+        nothing when the resource is empty."""
+        rs, s = spec["resource"], src / "resource"
+        if el is None or el.type != "Reference":
+            raise s.error(f"rule '{where.rule}': 'resource' needs a Reference element")
+        if not isinstance(rs, dict) or not {"type", "id"} <= set(rs) <= {"type", "id", "display"}:
+            raise s.error(f"rule '{where.rule}': 'resource' is {{type: <FHIR resource type>, id: <rule>"
+                          "[, display: <rule>]}")
+        rtype = rs["type"]
+        model = resource_model(rtype) if isinstance(rtype, str) else None
+        if model is None:
+            raise (s / "type").error(f"rule '{where.rule}': unknown FHIR resource type {rtype!r}")
+        extra = [k for k in spec if k not in ("resource", "use", "fields", "when", "description")]
+        if extra:
+            raise (src / extra[0]).error(f"rule '{where.rule}': with 'resource', give 'use'/'fields' "
+                                         f"(and 'when'), not {extra[0]!r}")
+        if "use" not in spec and "fields" not in spec:
+            raise s.error(f"rule '{where.rule}': 'resource' needs 'use' or 'fields' to build it")
+        rwhere = Where(where.rule, where.node_level, rtype, where.groups)
+        before = self.impure
+        body = self.obj(spec, src, Element(el.name, False, rtype, True, model), rwhere)
+        rid = self.value(rs["id"], s / "id", None, rwhere).run
+        display = self.value(rs["display"], s / "display", None, where).run if "display" in rs else None
+        pure = self.impure == before
+        self.impure += 1  # what encloses it adds a resource to the message: not cacheable
+        when = self.cond(spec["when"], src / "when", where) if "when" in spec else None
+        run_body = body.run
+
+        def make(scope: Scope) -> tuple[str, dict[str, Any], dict[str, str]] | None:
+            fields = run_body(scope)
+            if not fields:
+                return None
+            i = rid(scope)
+            if i is None:
+                return None
+            key = f"{rtype}/{i}"
+            ref = {"reference": key}
+            if display is not None and (d := display(scope)) is not None:
+                ref["display"] = d
+            return key, {"resourceType": rtype, "id": i, **fields}, ref
+        # a pure body (relative paths, constants, code maps) is the same for the same node text:
+        # the facility of every identifier, message after message, is built once
+        cache: dict[tuple[Any, ...], Any] = {}
+
+        def run_resource(scope: Scope) -> dict[str, str] | None:
+            if when is not None and not when(scope):
+                return None
+            if pure:
+                node, msg = scope.node, scope.msg
+                d = msg.delimiters
+                ck = (node.raw if node is not None else None, d.component, d.subcomponent, d.escape, msg.encoding)
+                found = cache.get(ck, cache)
+                if found is cache:
+                    if len(cache) > 1024:
+                        cache.clear()
+                    found = cache[ck] = make(scope)
+            else:
+                found = make(scope)
+            if found is None:
+                return None
+            key, resource, ref = found
+            made = scope.vars.get("@resources")
+            if made is None:
+                made = scope.vars["@resources"] = {}
+            if key not in made:
+                made[key] = _copy_json(resource) if pure else resource   # the cached one is never handed out
+            return dict(ref)
+        return Compiled(run_resource, True, probe=body.probe)
 
     def source(self, key: str, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         arg = spec[key]
@@ -837,6 +951,7 @@ class Compiler:
         return Compiled(run_template, True, probe=None if None in probes else frozenset(probes))
 
     def function(self, spec: dict[str, Any], src: Src, where: Where) -> Compiled:
+        self.impure += 1
         name = spec["fn"]
         f = FUNCTIONS.get(name) if isinstance(name, str) else None
         if f is None:
@@ -926,6 +1041,7 @@ class Compiler:
                 raise (src / "ref").error(f"rule '{where.rule}': 'ref' needs a Reference element, "
                                           f"{el.name!r} is a {el.type}")
             target = spec["ref"]
+            self.impure += 1
             if target not in self.u.resources:
                 raise (src / "ref").error(f"rule '{where.rule}': unknown resource {target!r} "
                                           f"(known: {sorted(self.u.resources)})")
@@ -1041,6 +1157,15 @@ class Compiler:
                 return inner(scope) if maybe(scope) else None
             return run_guarded, any_data, probe
         return run_fields, any_data, probe
+
+
+def _copy_json(v: Any) -> Any:
+    """A copy of a JSON-like value (dicts, lists, plain values): cheaper than ``copy.deepcopy``."""
+    if isinstance(v, dict):
+        return {k: _copy_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy_json(x) for x in v]
+    return v
 
 
 def _dropping(conv: Callable[[Any, Scope], Any]) -> Callable[[Any, Scope], Any]:
@@ -1303,6 +1428,19 @@ def _fast_reader(ptext: str) -> Rule:
             v = parts[si - 1] if si <= len(parts) else ""
         return _leaf_value(v, msg)
     return read_fast
+
+
+def _fast_subcomponent_reader(si: int) -> Rule:
+    """Read subcomponent ``si`` (0-based) of a component node (an HD in CX-4, a CWE in SPS-1):
+    the same as ``node.get(str(si + 1))``, without the generic path walk."""
+    def read_sub(scope: Scope) -> str | None:
+        node = scope.node
+        if node is None:
+            return None
+        msg = scope.msg
+        parts = node.raw.split(msg.delimiters.subcomponent)
+        return _leaf_value(parts[si], msg) if si < len(parts) else None
+    return read_sub
 
 
 def _leaf_value(v: str, msg: Any) -> str | None:

@@ -74,6 +74,12 @@ def identifier_kind(scope: Scope, node: Any, args: dict[str, Any]) -> str | None
         kind = cfg.by_authority.get(authority) or cfg.by_authority.get(authority.upper())
         if kind:
             return kind
+    else:   # an authority given by its OID only: config identifiers.aliases (urn:oid:...) may name it
+        comp = args.get("authority", "4.1").partition(".")[0]
+        uid = _text(node, f"{comp}.2", scope.msg)
+        kind = cfg.aliases.get(f"urn:oid:{uid}") if uid else None
+        if kind:
+            return kind
     type_code = _text(node, args.get("type", "5"), scope.msg)
     if type_code:
         kind = cfg.by_type.get(type_code) or cfg.by_type.get(type_code.upper())
@@ -82,8 +88,37 @@ def identifier_kind(scope: Scope, node: Any, args: dict[str, Any]) -> str | None
     return args.get("default_kind") or cfg.default_kind
 
 
+def authority_is_system(scope: Scope, value: Any, args: dict[str, Any]) -> str | None:
+    """``"true"`` when an assigning authority code (CX-4.1) is configured as an identifier system
+    (``identifiers.by_authority``: CIN, CNSS, INPE ...): it names a system, not an organization."""
+    cfg = scope.ctx.identifiers
+    v = str(value)
+    return "true" if v in cfg.by_authority or v.upper() in cfg.by_authority else None
+
+
+def _unnamed_oid(scope: Scope, node: Any, args: dict[str, Any]) -> str | None:
+    """``urn:oid:<universal id>`` for an assigning authority given only as an ISO OID (CX-4
+    ``&2.16.840...&ISO``: IG HD[uri]), unless config ``identifiers.aliases`` or the type code
+    (CX-5 via ``by_type``) name a configured kind; None otherwise."""
+    comp = args.get("authority", "4.1").partition(".")[0]
+    if node is None or _text(node, f"{comp}.1", scope.msg) or _text(node, f"{comp}.3", scope.msg) != "ISO":
+        return None
+    uid = _text(node, f"{comp}.2", scope.msg)
+    if not uid:
+        return None
+    cfg = scope.ctx.identifiers
+    system = f"urn:oid:{uid}"
+    type_code = _text(node, args.get("type", "5"), scope.msg)
+    if system in cfg.aliases or (type_code and (type_code in cfg.by_type or type_code.upper() in cfg.by_type)):
+        return None
+    return system
+
+
 def identifier_system(scope: Scope, node: Any, args: dict[str, Any]) -> str | None:
     """The system URI of a CX-like node through ``ctx.identifiers`` (``{facility}``/``{authority}``)."""
+    oid = None if args.get("kind") else _unnamed_oid(scope, node, args)
+    if oid is not None:
+        return oid
     kind = identifier_kind(scope, node, args)
     if kind is None:
         return None
@@ -200,6 +235,8 @@ FUNCTIONS: dict[str, Function] = {
                  {"kinds": list, "authority": str, "type": str, "default_kind": str, "value": str},
                  strongest_identifier, "CX repetitions -> 'system|value' of the preferred kind"),
         Function("script_of", "value", {}, script_of, "text -> 'Arab' | 'Latn'"),
+        Function("authority_is_system", "value", {}, authority_is_system,
+                 "assigning authority code -> 'true' when config.yaml names it an identifier system"),
         Function("range_low", "value", {}, range_low, "'3.5-5.0' -> '3.5' (reference range low bound)"),
         Function("range_high", "value", {}, range_high, "'3.5-5.0' -> '5.0' (reference range high bound)"),
         Function("base64", "value", {}, to_base64, "text -> base64 of its UTF-8 bytes"),

@@ -54,6 +54,11 @@ def mapping_schema() -> dict[str, Any]:
         "required": _described({"type": "boolean"}, "fail the message when there is no value"),
         "description": {"type": "string"},
         "invalid": _described({"enum": list(compiler.INVALID)}, "a value the conversion refuses: fail or drop"),
+        "resource": _described({"type": "object", "additionalProperties": False, "required": ["type", "id"],
+                                "properties": {"type": {"type": "string", "pattern": "^[A-Z][A-Za-z]+$"},
+                                               "id": rule_ref, "display": rule_ref}},
+                               "make a resource from this value (with 'use'/'fields'), add it to the Bundle "
+                               "once per id, and give the Reference to it"),
     }
     cond_props: dict[str, Any] = {
         "exists": {"type": "string"}, "missing": {"type": "string"},

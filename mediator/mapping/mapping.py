@@ -121,11 +121,26 @@ class Mapping:
                     url = key if res.method == "PUT" else res.resource_type
                 entry["request"] = {"method": res.method, "url": url}
             entries.append(entry)
+        made = scope.vars.get("@resources")
+        if made:
+            self._add_inline(entries, seen, made)
         bundle = {"resourceType": "Bundle", "type": self.bundle_type, "entry": entries}
         key = self._patient_key(scope) if self._patient_key is not None else None
         unmapped = unmapped_sections(msg, nodes, self._ignore_sections) if xml else self.unmapped(msg)
         dropped = scope.vars.get("@dropped")
         return MappingResult(bundle, unmapped + dropped if dropped else unmapped, key)
+
+    def _add_inline(self, entries: list[dict[str, Any]], seen: set[str], made: dict[str, dict[str, Any]]) -> None:
+        """The resources made by ``resource:`` rules (assigning authorities, facilities), once each;
+        a resource of the mapping with the same type and id wins."""
+        for key, resource in made.items():
+            if key in seen:
+                continue
+            seen.add(key)
+            entry: dict[str, Any] = {"fullUrl": _urn(key), "resource": resource}
+            if self.bundle_type != "collection":
+                entry["request"] = {"method": "PUT", "url": key}
+            entries.append(entry)
 
     def unmapped(self, msg: Any) -> list[str]:
         """Segments of ``msg`` that no rule of this mapping reads."""

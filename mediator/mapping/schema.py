@@ -89,11 +89,24 @@ def _element(alias: str, annotation: Any) -> Element:
 
 @cache
 def elements(model: Any) -> dict[str, Element]:
-    """Element name (as written in FHIR JSON) -> :class:`Element` for a model class."""
+    """Element name (as written in FHIR JSON) -> :class:`Element` for a model class.
+
+    A single (not repeating) primitive element ``family`` also gets ``_family`` (FHIR JSON's
+    primitive extensions: ``name._family.extension`` for the own-name and partner-name parts of a
+    surname), an ``Element`` with ``extension`` and ``id``.
+    """
     out: dict[str, Element] = {}
+    underscored: list[str] = []
     for name, field in model.model_fields.items():
         alias = field.alias or name
-        if alias.startswith("_") or name == "fhir_comments" or alias == "resourceType":
+        if alias.startswith("_"):
+            underscored.append(alias)
+            continue
+        if name == "fhir_comments" or alias == "resourceType":
             continue
         out[alias] = _element(alias, field.annotation)
+    for alias in underscored:  # `_family`: a single primitive's id and extensions
+        prim = out.get(alias[1:])
+        if prim is not None and not prim.complex and not prim.is_list:
+            out[alias] = Element(alias, False, "Element", True, get_fhir_model_class("Element"))
     return out

@@ -366,6 +366,7 @@ def nearest_xml(entries: list[tuple[tuple[int, ...], str]] | None, chain: tuple[
 
 _SECTIONS = etree.XPath("//h:section[h:entry]", namespaces=NAMESPACES)
 _SECTION_TAG = f"{{{CDA_NS}}}section"
+_PEOPLE_TAGS = tuple(f"{{{CDA_NS}}}{t}" for t in ("author", "performer", "informant"))
 
 
 def section_label(section: Any) -> str:
@@ -383,6 +384,8 @@ def unmapped_sections(msg: XmlMessage, nodes: list[Any], ignore: frozenset[str])
     for n in nodes:
         if n.tag == _SECTION_TAG:
             covered.add(n)
+        elif n.tag in _PEOPLE_TAGS or any(True for _ in n.iterancestors(_PEOPLE_TAGS)):
+            continue  # who wrote or performed an entry (a Practitioner) does not map the entry itself
         covered.update(n.iterancestors(_SECTION_TAG))
     out = []
     for sec in _SECTIONS(msg.root):
