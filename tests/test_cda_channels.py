@@ -6,6 +6,7 @@ file and line of a bad value."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 from pathlib import Path
@@ -162,3 +163,27 @@ def test_map_run_refuses_what_post_cda_refuses(tmp_path: Path, capsys: pytest.Ca
     assert run_cli("run", "--config", str(config), "--compact", str(DISCHARGE)) == 0
     assert "channel 'cda-discharge-summaries'" in capsys.readouterr().err
 
+
+async def test_a_rerun_of_a_refused_document_chooses_its_channel_by_document_type(tmp_path: Path) -> None:
+    """A document refused for want of a channel is rerun once the integrator adds one: the worker chooses
+    by document type as the door does (not the first CDA channel, here the discharge summaries')."""
+    folder = channels_without_catch_all(tmp_path)
+    async with make_harness(tmp_path / "data", channels_dir=str(folder), worker__processes=0) as h:
+        async with h.http.post(h.base + "/cda", data=MA_CCD.read_bytes(), headers=CDA) as r:
+            assert r.status == 422
+            refused = r.headers["X-Transaction-Id"]
+
+        async def rerun() -> dict:
+            async with h.http.post(f"{h.base}/api/transactions/{refused}/rerun") as r:
+                assert r.status in (200, 202), await r.text()
+                new_id = (await r.json())["id"]
+            return await h.wait_status(new_id)
+        tx = await rerun()
+        assert tx["status"] == "Failed" and "'34133-9'" in tx["error"], tx
+        shutil.copy(ROOT / "channels" / "cda-documents.yaml", folder)  # the catch-all, picked up by the watcher
+        for _ in range(100):
+            if any(c.name == "cda-documents" for c in h.node.router.channels):
+                break
+            await asyncio.sleep(0.1)
+        tx = await rerun()
+        assert tx["status"] == "Successful" and tx["channel"] == "cda-documents", tx

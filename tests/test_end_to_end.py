@@ -237,3 +237,35 @@ async def test_rerun_of_a_refused_message_after_the_channel_is_fixed(tmp_path) -
             rerun = (await r.json())["id"]
         tx = await h.wait_status(rerun)
         assert tx["status"] == "Successful" and tx["channel"] == "adt-sih"
+
+
+def with_field(msg: str, segment: str, index: int, value: str) -> str:
+    """``msg`` with field ``index`` of its first ``segment`` set to ``value``."""
+    out = []
+    for seg in msg.split("\r"):
+        if seg.startswith(segment + "|"):
+            fields = seg.split("|")
+            fields += [""] * (index + 1 - len(fields))
+            fields[index] = value
+            seg = "|".join(fields)
+            segment = "\x00"  # only the first one
+        out.append(seg)
+    return "\r".join(out)
+
+
+async def test_an_unreadable_optional_value_is_left_out_and_the_transaction_flagged(harness: Harness) -> None:
+    """PID-29 (death date) 30 February: the patient still reaches the shared record, without that
+    value, and the transaction says so (Completed with errors, naming the rule and the field)."""
+    h = harness
+    msg = with_field(adt_message(500), "PID", 29, "20230230")
+    c = await MllpClient.connect("127.0.0.1", h.mllp_port)
+    ack = await c.send(msg)
+    await c.close()
+    assert ack_code(ack) == "AA"  # the door checks what the message cannot do without; PID-29 is not that
+    txs = (await h.get_json(f"/api/transactions?control_id={parse(msg).control_id}"))["transactions"]
+    tx = await h.wait_status(txs[0]["id"])
+    assert tx["status"] == "Completed with errors"
+    assert "patient.deceasedDateTime" in tx["error"] and "PID-29" in tx["error"] and "20230230" not in tx["error"]
+    cin = parse(msg).get("PID-3.1")
+    found = await shr_search(h, "Patient", identifier=f"{CIN}|{cin}")
+    assert found["total"] == 1 and "deceasedDateTime" not in found["entry"][0]["resource"]

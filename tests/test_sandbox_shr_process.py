@@ -3,7 +3,6 @@ the node forwards to it, a child that dies is restarted, and it ends with its no
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import urllib.parse

@@ -128,7 +128,9 @@ class Mapping:
         key = self._patient_key(scope) if self._patient_key is not None else None
         unmapped = unmapped_sections(msg, nodes, self._ignore_sections) if xml else self.unmapped(msg)
         dropped = scope.vars.get("@dropped")
-        return MappingResult(bundle, unmapped + dropped if dropped else unmapped, key)
+        if dropped:
+            return MappingResult(bundle, unmapped + dropped, key, list(dropped))
+        return MappingResult(bundle, unmapped, key)
 
     def _add_inline(self, entries: list[dict[str, Any]], seen: set[str], made: dict[str, dict[str, Any]]) -> None:
         """The resources made by ``resource:`` rules (assigning authorities, facilities), once each;

@@ -21,13 +21,16 @@ class MappingResult:
     """A mapped message.
 
     ``unmapped`` lists the segments present in the message that no rule reads (``"NK1"``, or
-    ``"OBX[2]"`` when the segment repeats); ``patient_key`` is ``system|value`` of the patient's
-    strongest identifier, used to keep one patient's messages in order.
+    ``"OBX[2]"`` when the segment repeats), then the values ``dropped``; ``patient_key`` is
+    ``system|value`` of the patient's strongest identifier, used to keep one patient's messages in
+    order; ``dropped`` the values a conversion refused under ``invalid: drop`` (rule and source
+    path, never the value): the engine delivers without them and flags the transaction.
     """
 
     bundle: dict[str, Any]
     unmapped: list[str]
     patient_key: str | None
+    dropped: list[str] = field(default_factory=list)
 
 
 class MappingError(Exception):

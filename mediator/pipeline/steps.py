@@ -54,6 +54,7 @@ class Work:
     message: Any = None  # Message (HL7 v2), dict (FHIR JSON), lxml element (CDA)
     bundle: dict[str, Any] | None = None
     unmapped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # values the mapping refused and left out
     outcomes: list[RouteOutcome] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -148,6 +149,11 @@ class Pipeline:
                 raise StepFailed("channel", f"no channel takes this message ({err.location} {err.code}: {err.text})"
                                  if err else "no channel takes this message")
             work.channel = selection.channel
+        elif work.item.protocol == "cda":  # by document type, as at the door
+            cda = self.router.for_cda(work.message, "http")
+            if cda.channel is None:
+                raise StepFailed("channel", cda.problem)
+            work.channel = cda.channel
         else:
             work.channel = (self.router.for_protocol(work.item.protocol, "http")
                             or self.router.for_protocol(work.item.protocol, "mllp"))
@@ -171,7 +177,7 @@ class Pipeline:
                 raise StepFailed("map", str(exc)) from None
             except HL7Error as exc:
                 raise StepFailed("map", f"{exc.location} {exc.code}: {exc.text}") from None
-            work.bundle, work.unmapped = result.bundle, list(result.unmapped)
+            work.bundle, work.unmapped, work.dropped = result.bundle, list(result.unmapped), result.dropped
         elif protocol in ("fhir", "cnss-fse"):
             work.bundle = as_transaction(work.message)
             self.normalize_identifiers(work.bundle)
@@ -183,7 +189,7 @@ class Pipeline:
                 result = mapping.apply(XmlMessage(work.message, work.item.body), self.context)
             except MappingError as exc:
                 raise StepFailed("map", str(exc)) from None
-            work.bundle, work.unmapped = result.bundle, list(result.unmapped)
+            work.bundle, work.unmapped, work.dropped = result.bundle, list(result.unmapped), result.dropped
         elif protocol == "cda":  # a channel without mapping: the header summary only
             try:
                 summary = cda_summary(work.message)
@@ -215,6 +221,11 @@ class Pipeline:
         else:
             error = "; ".join(f"route {o.route}: {o.error}" for o in failed)
             status = Status.COMPLETED_WITH_ERRORS if len(failed) < len(tried) else Status.FAILED
+        if work.dropped and status is Status.SUCCESSFUL:
+            # delivered, but without values the mapping could not read: not a plain success (each
+            # names the rule and the source path, never the value)
+            status = Status.COMPLETED_WITH_ERRORS
+            error = "delivered without " + "; ".join(work.dropped)
         unrecorded = [a for o in work.outcomes for a in o.unrecorded]
         await self.store.mark(work.item.id, status, error=error, result=_result(work), attempts=attempts,
                               attempts_log=unrecorded)
