@@ -40,7 +40,7 @@ def main() -> None:
         ("mediator accept", f"{ours['msg_per_s']:.0f}", f"{ours['p50_ms']}", f"{ours['p99_ms']}"),
     ]))
     print(f"mediator / ceiling = {ratio:.1%}  (target >= 25 %); the node's CPU per accepted message: "
-          f"{cpu_us:.0f} µs (a single event loop cannot accept more than about {1e6 / cpu_us:.0f}/s)")
+          f"{cpu_us:.0f} µs, all threads (they share one interpreter lock: about {1e6 / cpu_us:.0f}/s at most)")
 
 
 if __name__ == "__main__":
