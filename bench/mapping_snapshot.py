@@ -12,6 +12,7 @@ produce depends on the clock (checked: two runs a minute apart are identical), s
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import sys
 import time
@@ -73,7 +74,10 @@ def _cda_lines(path: Path, raw: bytes, cda: list[tuple[str, Mapping]], ctx: Mapp
 
 
 def main() -> None:
-    out_file = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/mapping_snapshot.txt")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", nargs="?", type=Path, default=Path("/tmp/mapping_snapshot.txt"),
+                    help="where to write the snapshot (default: %(default)s)")
+    out_file = ap.parse_args().out
     cfg_file = ROOT / "config.yaml"
     cfg = load_config(cfg_file) if cfg_file.is_file() else AppConfig(base_dir=str(ROOT))
     t0 = time.perf_counter()
