@@ -205,8 +205,9 @@ class AppConfig(_Model):
         """A destination URL as used: ``{self}`` is this node; a URL under ``{self}/shr/fhir`` goes
         straight to the sandbox shared record's own process when it runs in one."""
         sandbox = self.sandbox
-        if sandbox.shr and sandbox.shr_process and sandbox.shr_port and url.startswith(SANDBOX_SHR_URL):
-            return f"http://127.0.0.1:{sandbox.shr_port}{url[len(SANDBOX_SHR_URL):]}"
+        rest = url[len(SANDBOX_SHR_URL):] if url.startswith(SANDBOX_SHR_URL) else None
+        if sandbox.shr and sandbox.shr_process and sandbox.shr_port and rest is not None and rest[:1] in ("", "/"):
+            return f"http://127.0.0.1:{sandbox.shr_port}{rest}"
         return url.replace("{self}", self.self_base_url)
 
 

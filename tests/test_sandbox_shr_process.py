@@ -115,3 +115,17 @@ async def test_a_sandbox_port_already_taken_stops_the_start_with_a_clear_error(t
         with pytest.raises(SandboxStartError, match=f"port {port}"):
             async with make_harness(tmp_path / "data", worker__processes=0, sandbox__shr_port=port):
                 pass
+
+
+def test_only_urls_under_the_sandbox_path_go_to_its_process() -> None:
+    from mediator.config import AppConfig
+
+    cfg = AppConfig()
+    cfg.http.port, cfg.sandbox.shr_port = 8080, 5555
+    assert cfg.destination_url("{self}/shr/fhir/") == "http://127.0.0.1:5555/"
+    assert cfg.destination_url("{self}/shr/fhir") == "http://127.0.0.1:5555"
+    assert cfg.destination_url("{self}/shr/fhirX/") == "http://127.0.0.1:8080/shr/fhirX/"
+    assert cfg.destination_url("{self}/sandbox/cnss/claims") == "http://127.0.0.1:8080/sandbox/cnss/claims"
+    assert cfg.destination_url("https://dmp.example.ma/fhir") == "https://dmp.example.ma/fhir"
+    cfg.sandbox.shr_process = False
+    assert cfg.destination_url("{self}/shr/fhir/") == "http://127.0.0.1:8080/shr/fhir/"
