@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,26 @@ async def make_harness(data_dir: Path, **overrides: object) -> AsyncIterator[Har
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     async with make_harness(tmp_path / "data") as h:
         yield h
+
+
+MAPPING_HEAD = """\
+mapping: t
+source: hl7v2
+message_types: [ADT^A01]
+resources:
+  patient:
+    resourceType: Patient
+    id: {hash: [PID-3.1]}
+    fields:
+"""
+
+
+def write_mapping(tmp_path: Path, body: str, head: str = MAPPING_HEAD, name: str = "m.yaml", tail: str = "") -> Path:
+    """A mapping file for language tests: ``head`` (a Patient by default), then ``body`` as the
+    Patient's fields (indented for you), then ``tail`` (more resources)."""
+    f = tmp_path / name
+    f.write_text(head + textwrap.indent(textwrap.dedent(body), "      ") + tail, encoding="utf-8")
+    return f
 
 
 def fixture_text(name: str) -> str:

@@ -3,10 +3,10 @@ primitive extensions (``_family``), invalid optional values dropped while requir
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import MAPPING_HEAD, write_mapping
 
 from mediator.config import ConfigError, IdentifierConfig
 from mediator.fhir.validate import validate_bundle
@@ -19,16 +19,7 @@ MSG = "\r".join([
     "||19800230|F",
 ]) + "\r"
 
-HEAD = """\
-mapping: t
-source: hl7v2
-message_types: [ADT^A01]
-resources:
-  patient:
-    resourceType: Patient
-    id: {hash: [PID-3.1]}
-    fields:
-"""
+HEAD = MAPPING_HEAD
 
 ASSIGNER = """\
 identifier:
@@ -48,10 +39,7 @@ identifier:
 OWN = "http://hl7.org/fhir/StructureDefinition/humanname-own-prefix"
 
 
-def write(tmp_path: Path, body: str, head: str = HEAD) -> Path:
-    f = tmp_path / "m.yaml"
-    f.write_text(head + textwrap.indent(textwrap.dedent(body), "      "), encoding="utf-8")
-    return f
+write = write_mapping
 
 
 def apply(f: Path, msg: str = MSG):

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import MAPPING_HEAD, write_mapping
 
 from mediator.config import ConfigError
 from mediator.fhir.validate import validate_bundle
@@ -20,22 +21,10 @@ MSG = "\r".join([
     "OBX|2|NM|2^b||6",
 ]) + "\r"
 
-HEAD = """\
-mapping: t
-source: hl7v2
-message_types: [ADT^A01]
-resources:
-  patient:
-    resourceType: Patient
-    id: {hash: [PID-3.1]}
-    fields:
-"""
+HEAD = MAPPING_HEAD
 
 
-def write(tmp_path: Path, body: str, head: str = HEAD, name: str = "m.yaml") -> Path:
-    f = tmp_path / name
-    f.write_text(head + textwrap.indent(textwrap.dedent(body), "      "), encoding="utf-8")
-    return f
+write = write_mapping
 
 
 def load_error(f: Path) -> list:

@@ -198,15 +198,23 @@ def _probe_fn(probes: frozenset[tuple[Any, ...]]) -> Callable[[Scope], bool]:
     return maybe
 
 
-def _any_component(scope: Scope, cis: tuple[int, ...]) -> bool:
-    """Whether one of the components ``cis`` (0-based) of the current node may hold a value (True
-    without a node); the node is split once per scope."""
+def _components(scope: Scope) -> list[str] | None:
+    """The current node's components, split once per scope (None without a node)."""
     comps = scope.comps
     if comps is None:
         node = scope.node
         if node is None:
-            return True
+            return None
         comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+    return comps
+
+
+def _any_component(scope: Scope, cis: tuple[int, ...]) -> bool:
+    """Whether one of the components ``cis`` (0-based) of the current node may hold a value (True
+    without a node)."""
+    comps = _components(scope)
+    if comps is None:
+        return True
     n = len(comps)
     # a plain loop, not any(): this runs for every datatype object of every message
     for ci in cis:  # noqa: SIM110
@@ -218,12 +226,9 @@ def _any_component(scope: Scope, cis: tuple[int, ...]) -> bool:
 def _any_subcomponent(scope: Scope, cis: tuple[int, ...]) -> bool:
     """Whether one of the components ``cis`` (0-based) of the current node holds subcomponents
     (an FN surname with its own prefix, an HD with a universal id): their 2nd, 3rd ... parts."""
-    comps = scope.comps
+    comps = _components(scope)
     if comps is None:
-        node = scope.node
-        if node is None:
-            return True
-        comps = scope.comps = node.raw.split(scope.msg.delimiters.component)
+        return True
     n = len(comps)
     sep = scope.msg.delimiters.subcomponent
     for ci in cis:  # noqa: SIM110
@@ -1042,19 +1047,30 @@ class Compiler:
                                           f"{el.name!r} is a {el.type}")
             target = spec["ref"]
             self.impure += 1
-            if target not in self.u.resources:
-                raise (src / "ref").error(f"rule '{where.rule}': unknown resource {target!r} "
-                                          f"(known: {sorted(self.u.resources)})")
-            rtype = self.u.resources[target]
+            # `ref: [a, b]`: the nearest resources of each target in turn (a Patient's general
+            # practitioners: its facilities, then its doctors)
+            targets = target if isinstance(target, list) and target else [target]
+            for t in targets:
+                if not isinstance(t, str) or t not in self.u.resources:
+                    raise (src / "ref").error(f"rule '{where.rule}': unknown resource {t!r} "
+                                              f"(known: {sorted(self.u.resources)})")
+            pairs = tuple((t, self.u.resources[t]) for t in targets)
             if self.u.xml is not None:
-                def ref_run(scope: Scope) -> list[str]:
+                def ref_one(scope: Scope, target: str, rtype: str) -> list[str]:
                     return [f"{rtype}/{rid}" for rid in nearest_xml(scope.ids.get(target), scope.group)]
             else:
+                ref_one = _nearest_refs
+            if len(pairs) == 1:
+                (t0, r0), = pairs
+
                 def ref_run(scope: Scope) -> list[str]:
-                    return _nearest_refs(scope, target, rtype)
+                    return ref_one(scope, t0, r0)
+            else:
+                def ref_run(scope: Scope) -> list[str]:
+                    return [r for t, rt in pairs for r in ref_one(scope, t, rt)]
         run, data, probe = self.fields(entries, el.model, where)
         if ref_run is not None:
-            probe = frozenset({("r", spec["ref"])})  # nothing without a target resource
+            probe = frozenset(("r", t) for t, _ in pairs)  # nothing without a target resource
             run_fields = run
             every = el.is_list  # a repeating element gets every matching resource
 
