@@ -153,7 +153,7 @@ class Node:
                                 enterprise_system=regs.config.enterprise_system)
         if cfg.sandbox.shr and cfg.sandbox.shr_process:
             self.shr_process = ShrProcess(cfg.data_path / "shr.db", port=cfg.sandbox.shr_port,
-                                          log_level=cfg.logging.level)
+                                          log_level=cfg.logging.level, nice=cfg.worker.nice)
             await self.shr_process.start()
             cfg.sandbox.shr_port = self.shr_process.port  # routes (and workers) reach it there
             app.add_subapp("/shr/fhir", create_shr_proxy_app(self.shr_process))

@@ -400,7 +400,10 @@ async def main(argv: list[str] | None = None) -> None:
                         help=f"take the public FHIR base from the {FORWARDED_BASE} header (behind the node's proxy)")
     parser.add_argument("--parent", type=int, default=0, help="end when this process (the node) ends")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--nice", type=int, default=0, help="run this much nicer (beside a node: as its workers)")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     from mediator import logs
 
     logs.configure(args.log_level, "json")

@@ -55,10 +55,11 @@ def _free_loopback_port() -> int:
 class ShrProcess:
     """Runs ``python -m mediator.sandbox.shr`` for one node (database ``db``, loopback ``port``)."""
 
-    def __init__(self, db: Path, *, port: int = 0, log_level: str = "info") -> None:
+    def __init__(self, db: Path, *, port: int = 0, log_level: str = "info", nice: int = 0) -> None:
         self.db = db
         self.port = port or _free_loopback_port()
         self.log_level = log_level
+        self.nice = nice  # like the workers: the node, which acknowledges, gets the CPU first
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self._watcher: asyncio.Task[None] | None = None
@@ -77,7 +78,8 @@ class ShrProcess:
     async def _spawn(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mediator.sandbox.shr", "--host", "127.0.0.1", "--port", str(self.port),
-            "--db", str(self.db), "--trust-forwarded", "--parent", str(os.getpid()), "--log-level", self.log_level)
+            "--db", str(self.db), "--trust-forwarded", "--parent", str(os.getpid()), "--log-level", self.log_level,
+            "--nice", str(self.nice))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not await self._listening():
             if self.proc.returncode is not None:
