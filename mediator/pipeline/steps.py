@@ -225,7 +225,7 @@ class Pipeline:
             # delivered, but without values the mapping could not read: not a plain success (each
             # names the rule and the source path, never the value)
             status = Status.COMPLETED_WITH_ERRORS
-            error = "delivered without " + "; ".join(work.dropped)
+            error = "delivered without what the mapping could not read: " + "; ".join(work.dropped)
         unrecorded = [a for o in work.outcomes for a in o.unrecorded]
         await self.store.mark(work.item.id, status, error=error, result=_result(work), attempts=attempts,
                               attempts_log=unrecorded)

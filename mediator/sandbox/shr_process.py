@@ -87,6 +87,7 @@ class ShrProcess:
                                         f"{self.proc.returncode}, port {self.port}); see the log above")
             if time.monotonic() > deadline:
                 self.proc.kill()
+                await self.proc.wait()
                 raise SandboxStartError(f"the sandbox shared record did not listen on port {self.port} in time")
             await asyncio.sleep(0.05)
         log.info("shr.process_started", port=self.port, pid=self.proc.pid)
