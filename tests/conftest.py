@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import textwrap
@@ -89,6 +90,16 @@ def write_mapping(tmp_path: Path, body: str, head: str = MAPPING_HEAD, name: str
     f = tmp_path / name
     f.write_text(head + textwrap.indent(textwrap.dedent(body), "      ") + tail, encoding="utf-8")
     return f
+
+
+def run_map_cli(*argv: str) -> int:
+    """``mediator map ARGV...`` in this process; returns its exit code (output on capsys)."""
+    from mediator.mapping.cli import add_map_cli
+
+    p = argparse.ArgumentParser(prog="mediator")
+    add_map_cli(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["map", *argv])
+    return int(args.func(args) or 0)
 
 
 def fixture_text(name: str) -> str:

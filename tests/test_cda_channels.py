@@ -5,19 +5,17 @@ file and line of a bad value."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_harness
+from conftest import make_harness, run_map_cli
 
 from mediator.accept.channels import ChannelRouter, DocumentType
 from mediator.cda.safe_xml import parse_xml
 from mediator.config import ChannelConfig, ConfigError, DestinationConfig, load_channel
-from mediator.mapping.cli import add_map_cli
 from mediator.testing import CORPORA
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,11 +132,7 @@ async def test_unknown_document_type_without_catch_all_is_refused_and_logged(tmp
 
 
 # ------------------------------------------------------------------------------------ map run
-def run_cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="mediator")
-    add_map_cli(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["map", *argv])
-    return args.func(args)
+run_cli = run_map_cli
 
 
 def test_map_run_uses_the_channel_post_cda_would_choose(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:

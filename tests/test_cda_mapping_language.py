@@ -3,16 +3,15 @@ loops, conditions, fragments, references, unmapped sections; the CLI and the pip
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
+from conftest import run_map_cli
 
 from mediator.cda.safe_xml import parse_xml
 from mediator.config import ConfigError
 from mediator.mapping import MappingContext, load_mapping
-from mediator.mapping.cli import add_map_cli
 from mediator.mapping.xpath import XmlMessage, with_default_namespace
 from mediator.testing import CORPORA
 
@@ -132,11 +131,7 @@ def test_default_namespace(expr: str, expected: str) -> None:
     assert with_default_namespace(expr) == expected
 
 
-def run_cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="mediator")
-    add_map_cli(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["map", *argv])
-    return args.func(args)
+run_cli = run_map_cli
 
 
 def test_map_run_chooses_the_cda_mapping(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:

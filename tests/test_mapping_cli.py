@@ -10,18 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_map_cli
 
-from mediator.mapping.cli import add_map_cli, compare_bundles
+from mediator.mapping.cli import compare_bundles
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "hl7v2"
 
 
-def run_cli(*argv: str) -> int:
-    p = argparse.ArgumentParser(prog="mediator")
-    add_map_cli(p.add_subparsers(dest="command", required=True))
-    args = p.parse_args(["map", *argv])
-    return args.func(args)
+run_cli = run_map_cli
 
 
 def test_map_run_chooses_the_channel_mapping(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
