@@ -254,6 +254,9 @@ class Compiler:
         # variable, a function, a reference, a time zone): a part compiled without any is a pure
         # function of the node's text, and `resource:` rules cache what such parts build
         self.impure = 0
+        # `resource:` rules compiled so far: a resource built inside another one (a Location's
+        # partOf) is replayed with it when the enclosing one comes from the cache
+        self.nested = 0
 
     # ---------------------------------------------------------------- helpers
     def guard(self, fn: Callable[[], Compiled]) -> Compiled:
@@ -792,13 +795,18 @@ class Compiler:
         rs, s = spec["resource"], src / "resource"
         if el is None or el.type != "Reference":
             raise s.error(f"rule '{where.rule}': 'resource' needs a Reference element")
-        if not isinstance(rs, dict) or not {"type", "id"} <= set(rs) <= {"type", "id", "display"}:
+        if not isinstance(rs, dict) or not {"type", "id"} <= set(rs) <= {"type", "id", "display", "merge"}:
             raise s.error(f"rule '{where.rule}': 'resource' is {{type: <FHIR resource type>, id: <rule>"
-                          "[, display: <rule>]}")
+                          "[, display: <rule>][, merge: [element, ...]]}")
         rtype = rs["type"]
         model = resource_model(rtype) if isinstance(rtype, str) else None
         if model is None:
             raise (s / "type").error(f"rule '{where.rule}': unknown FHIR resource type {rtype!r}")
+        merge = rs.get("merge", [])
+        if not isinstance(merge, list) or not all(
+                isinstance(n, str) and (e := elements(model).get(n)) is not None and e.is_list for n in merge):
+            raise (s / "merge").error(f"rule '{where.rule}': 'merge' is a list of repeating elements of {rtype}")
+        merge_names = tuple(merge)
         extra = [k for k in spec if k not in ("resource", "use", "fields", "when", "description")]
         if extra:
             raise (src / extra[0]).error(f"rule '{where.rule}': with 'resource', give 'use'/'fields' "
@@ -806,12 +814,15 @@ class Compiler:
         if "use" not in spec and "fields" not in spec:
             raise s.error(f"rule '{where.rule}': 'resource' needs 'use' or 'fields' to build it")
         rwhere = Where(where.rule, where.node_level, rtype, where.groups)
-        before = self.impure
+        before, nested_before = self.impure, self.nested
         body = self.obj(spec, src, Element(el.name, False, rtype, True, model), rwhere)
         rid = self.value(rs["id"], s / "id", None, rwhere).run
         display = self.value(rs["display"], s / "display", None, where).run if "display" in rs else None
         pure = self.impure == before
-        self.impure += 1  # what encloses it adds a resource to the message: not cacheable
+        nests = self.nested != nested_before   # it makes resources of its own (replayed from the cache)
+        self.nested += 1
+        if merge_names:  # what encloses it registers a merge with each message: not cacheable
+            self.impure += 1
         when = self.cond(spec["when"], src / "when", where) if "when" in spec else None
         run_body = body.run
 
@@ -842,17 +853,35 @@ class Compiler:
                 if found is cache:
                     if len(cache) > 1024:
                         cache.clear()
-                    found = cache[ck] = make(scope)
+                    if nests:   # keep what the body made (a Location's partOf) with the resource
+                        outer = scope.vars.get("@resources")
+                        inner = scope.vars["@resources"] = {}
+                        try:
+                            built = make(scope)
+                        finally:
+                            scope.vars["@resources"] = outer if outer is not None else {}
+                        found = cache[ck] = (built, tuple(inner.items())) if built is not None else None
+                    else:
+                        found = cache[ck] = make(scope)
             else:
                 found = make(scope)
             if found is None:
                 return None
-            key, resource, ref = found
             made = scope.vars.get("@resources")
             if made is None:
                 made = scope.vars["@resources"] = {}
+            if pure and nests:
+                found, inner_made = found
+                for k, r in inner_made:
+                    if k not in made:
+                        made[k] = _copy_json(r)
+            key, resource, ref = found
             if key not in made:
                 made[key] = _copy_json(resource) if pure else resource   # the cached one is never handed out
+                if merge_names:  # a resource of the mapping with this id takes its names (Mapping.apply)
+                    scope.vars.setdefault("@merge", {})[key] = merge_names
+            elif merge_names:
+                merge_items(made[key], resource, merge_names)
             return dict(ref)
         return Compiled(run_resource, True, probe=body.probe)
 
@@ -1015,8 +1044,10 @@ class Compiler:
         return Compiled(run_nodes_fn, True)
 
     # ---------------------------------------------------------------- objects
-    def obj(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
-        """An object built from ``fields`` (after a fragment's, with ``use``), or a ``ref``."""
+    def obj(self, spec: dict[str, Any], src: Src, el: Element | None, where: Where,
+            only: frozenset[str] | None = None) -> Compiled:
+        """An object built from ``fields`` (after a fragment's, with ``use``), or a ``ref``; with
+        ``only``, just those elements (what a resource's ``merge`` reads again)."""
         if el is None or not el.complex:
             raise src.error(f"rule '{where.rule}': an object ('fields', 'use', 'ref') needs a FHIR element "
                             "of a complex type")
@@ -1039,6 +1070,8 @@ class Compiler:
             raise (src / "fields").error(f"rule '{where.rule}': 'fields' must map element names to rules")
         for k, v in local.items():
             entries[k] = (v, src / "fields" / k)
+        if only is not None:
+            entries = {k: v for k, v in entries.items() if k in only}
         ref_run: Rule | None = None
         many = False
         if "ref" in spec:
@@ -1173,6 +1206,24 @@ class Compiler:
                 return inner(scope) if maybe(scope) else None
             return run_guarded, any_data, probe
         return run_fields, any_data, probe
+
+
+def merge_items(resource: dict[str, Any], body: dict[str, Any] | None, names: tuple[str, ...]) -> None:
+    """Add to ``resource`` the items of the repeating elements ``names`` of ``body`` (a later
+    occurrence of the same ``Type/id``) that it does not hold yet, in order (copies: ``body`` may be
+    a cached resource)."""
+    if not body:
+        return
+    for name in names:
+        items = body.get(name)
+        if not items:
+            continue
+        have = resource.get(name)
+        if have is None:
+            resource[name] = have = []
+        for item in items:
+            if item not in have:
+                have.append(_copy_json(item))
 
 
 def _copy_json(v: Any) -> Any:

@@ -58,9 +58,11 @@ def mapping_schema() -> dict[str, Any]:
         "invalid": _described({"enum": list(compiler.INVALID)}, "a value the conversion refuses: fail or drop"),
         "resource": _described({"type": "object", "additionalProperties": False, "required": ["type", "id"],
                                 "properties": {"type": {"type": "string", "pattern": "^[A-Z][A-Za-z]+$"},
-                                               "id": rule_ref, "display": rule_ref}},
+                                               "id": rule_ref, "display": rule_ref,
+                                               "merge": {"type": "array", "items": {"type": "string"}}}},
                                "make a resource from this value (with 'use'/'fields'), add it to the Bundle "
-                               "once per id, and give the Reference to it"),
+                               "once per id (merge: the repeating elements a later one with the same id adds), "
+                               "and give the Reference to it"),
     }
     cond_props: dict[str, Any] = {
         "exists": {"type": "string"}, "missing": {"type": "string"},
@@ -84,6 +86,8 @@ def mapping_schema() -> dict[str, Any]:
         "request": {"type": "object", "additionalProperties": False,
                     "properties": {"method": {"enum": list(mapping.METHODS)}, "url": {"type": "string"}}},
         "fields": {"$ref": "#/$defs/fields"},
+        "merge": _described({"type": "array", "items": {"type": "string"}, "minItems": 1},
+                            "repeating elements a later occurrence of the same Type/id adds to the entry"),
     }
     fragment_props: dict[str, Any] = {
         "datatype": _described({"type": "string"}, "the FHIR datatype or resource the fragment builds"),

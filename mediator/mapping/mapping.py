@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from mediator.config import ConfigError
-from mediator.mapping.compiler import ALL, Compiler, Cond, Fragment, Rule, Src, Unit, Where, load_yaml_cached
+from mediator.mapping.compiler import (
+    ALL,
+    Compiler,
+    Cond,
+    Fragment,
+    Rule,
+    Src,
+    Unit,
+    Where,
+    load_yaml_cached,
+    merge_items,
+)
 from mediator.mapping.model import MappingContext, MappingResult, RuleInfo, Scope
 from mediator.mapping.schema import resource_model
 from mediator.mapping.xpath import XmlMessage, XPathSource, unmapped_sections
@@ -26,7 +37,7 @@ TOP_KEYS = frozenset({"mapping", "description", "source", "message_types", "uses
                     "invalid"})
 SOURCES = ("hl7v2", "cda")  # cda: paths are XPath (see mediator/mapping/xpath.py)
 RESOURCE_KEYS = frozenset({"resourceType", "description", "when", "for_each", "use", "id", "request",
-                           "fields"})
+                           "fields", "merge"})
 FRAGMENT_KEYS = frozenset({"datatype", "description", "fields", "when"})
 BUNDLE_TYPES = ("transaction", "batch", "collection")
 METHODS = ("PUT", "POST")
@@ -44,6 +55,8 @@ class _Resource:
     method: str
     url: Rule | None
     gate: Any = None  # Callable[[msg], bool]: True when the for_each surely selects nothing
+    merge: tuple[str, ...] = ()  # repeating elements a later occurrence of the same Type/id adds to
+    merge_fields: Rule | None = None  # those elements only (the rest of a duplicate is not built)
 
 
 @dataclass
@@ -101,13 +114,21 @@ class Mapping:
             if ids:
                 scope.ids[res.name] = ids
         entries: list[dict[str, Any]] = []
-        seen: set[str] = set()
+        seen: dict[str, dict[str, Any]] = {}
+        merged: set[tuple[str, str, Any]] = set()  # (Type/id, resource name, node text) already read
         for res, s, rid in todo:
             key = f"{res.resource_type}/{rid}"
             if key in seen:  # the same doctor as attending and admitting: one entry
+                if res.merge_fields is not None:  # ... that keeps every name it is given (merge: [name])
+                    done = (key, res.name, getattr(s.node, "raw", None))
+                    if done[2] is None or done not in merged:  # the same XCN again: nothing new
+                        merged.add(done)
+                        merge_items(seen[key], res.merge_fields(s), res.merge)
                 continue
-            seen.add(key)
             resource: dict[str, Any] = {"resourceType": res.resource_type, "id": rid}
+            seen[key] = resource
+            if res.merge_fields is not None:
+                merged.add((key, res.name, getattr(s.node, "raw", None)))
             body = res.fields(s)
             if body:
                 resource.update(body)
@@ -123,7 +144,7 @@ class Mapping:
             entries.append(entry)
         made = scope.vars.get("@resources")
         if made:
-            self._add_inline(entries, seen, made)
+            self._add_inline(entries, seen, made, scope.vars.get("@merge"))
         bundle = {"resourceType": "Bundle", "type": self.bundle_type, "entry": entries}
         key = self._patient_key(scope) if self._patient_key is not None else None
         unmapped = unmapped_sections(msg, nodes, self._ignore_sections) if xml else self.unmapped(msg)
@@ -132,13 +153,18 @@ class Mapping:
             return MappingResult(bundle, unmapped + dropped, key, list(dropped))
         return MappingResult(bundle, unmapped, key)
 
-    def _add_inline(self, entries: list[dict[str, Any]], seen: set[str], made: dict[str, dict[str, Any]]) -> None:
+    def _add_inline(self, entries: list[dict[str, Any]], seen: dict[str, dict[str, Any]],
+                    made: dict[str, dict[str, Any]], made_merge: dict[str, tuple[str, ...]] | None) -> None:
         """The resources made by ``resource:`` rules (assigning authorities, facilities), once each;
-        a resource of the mapping with the same type and id wins."""
+        a resource of the mapping with the same type and id wins (and takes the items of the elements
+        the rule's ``merge`` names)."""
+        merges = made_merge or {}
         for key, resource in made.items():
             if key in seen:
+                if key in merges:  # the practitioner of the mapping also known under this name
+                    merge_items(seen[key], resource, merges[key])
                 continue
-            seen.add(key)
+            seen[key] = resource
             entry: dict[str, Any] = {"fullUrl": _urn(key), "resource": resource}
             if self.bundle_type != "collection":
                 entry["request"] = {"method": "PUT", "url": key}
@@ -383,10 +409,27 @@ def _compile_resource(comp: Compiler, m: Mapping, rname: str, body: Any, src: Sr
                     url = comp.template(req["url"], src / "request" / "url", where, ids=True).run
                 except YamlFileError as exc:
                     unit.errors.append(exc)
+    merge: tuple[str, ...] = ()
+    if "merge" in body:
+        names = body["merge"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            unit.errors.append((src / "merge").error(f"resource {rname!r}: merge is a list of repeating element names"))
+        else:
+            from mediator.mapping.schema import elements
+
+            for n in names:
+                e = elements(model).get(n)
+                if e is None or not e.is_list:
+                    unit.errors.append((src / "merge").error(
+                        f"resource {rname!r}: merge: {n!r} is not a repeating element of {rtype}"))
+            merge = tuple(names)
+    merge_fields = (comp.guard(lambda: comp.obj(spec, src, el, where, only=frozenset(merge))).run
+                    if merge and not unit.errors else None)
     info = RuleInfo(src.file, src.line, rname, None)
     probe = getattr(select, "_probe", None)
     gate = probe[2] if probe is not None and probe[0] == "a" else None
-    m._resources.append(_Resource(rname, rtype, info, when, select, id_rule, fields, method, url, gate))
+    m._resources.append(_Resource(rname, rtype, info, when, select, id_rule, fields, method, url, gate, merge,
+                                  merge_fields))
 
 
 def load_mappings(directory: Path) -> dict[str, Mapping]:
