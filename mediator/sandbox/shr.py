@@ -33,6 +33,7 @@ from aiohttp import web
 from mediator.fhir.inbound import FhirInputError, is_resource_type, parse_fhir_json
 from mediator.fhir.outcome import fhir_json_response, outcome_response
 from mediator.futures import settle
+from mediator.heap import freeze_long_lived, tune_collector
 from mediator.sandbox.shr_store import ID_RE, EntryResult, ShrStore, fhir_instant
 
 __all__ = ["STORE_KEY", "create_shr_app", "main"]
@@ -416,6 +417,8 @@ async def main(argv: list[str] | None = None) -> None:
     app = create_shr_app(args.db, base_url=args.base_url, trust_forwarded=args.trust_forwarded)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    tune_collector()  # a parsed Bundle allocates hundreds of containers, freed by reference counting
+    freeze_long_lived()  # what start-up loaded leaves the collector's scans (see mediator/heap.py)
     site = web.TCPSite(runner, args.host, args.port, backlog=1024)
     await site.start()
     log.info("shr.started", host=args.host, port=args.port)

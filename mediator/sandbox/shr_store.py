@@ -5,7 +5,11 @@ One SQLite connection (WAL, ``synchronous=NORMAL``; the WAL is copied back by a 
 to completion without yielding, so callers on an asyncio loop need no lock. Tables:
 
 * ``resource(type, id, version, hash, deleted)`` – the current version of each resource;
-* ``version(type, id, vid, last_updated, json)`` – every version (``json`` NULL for a delete);
+* ``version(type, id, vid, last_updated, json)`` – every version (``json`` NULL for a delete). A rowid
+  table (databases made before kept ``WITHOUT ROWID``, which works the same): rows of a kilobyte or
+  more are appended in order to its pages, and only the small primary-key index takes inserts at
+  random places. ``WITHOUT ROWID`` put them at random places in the table itself: half-empty pages,
+  overflow pages, and about a third more pages written per commit (and checkpoint);
 * ``ident(type, id, system, value)`` – token index of ``identifier``;
 * ``ref(type, id, path, target)`` – references to ``Patient/...`` by top-level element
   (``subject``, ``patient``, ...), for ``?patient=`` / ``?subject=`` search and ``$everything``.
@@ -44,7 +48,7 @@ CREATE TABLE IF NOT EXISTS resource(
   PRIMARY KEY(type, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS version(
   type TEXT NOT NULL, id TEXT NOT NULL, vid INTEGER NOT NULL, last_updated TEXT NOT NULL, json BLOB,
-  PRIMARY KEY(type, id, vid)) WITHOUT ROWID;
+  PRIMARY KEY(type, id, vid));
 CREATE TABLE IF NOT EXISTS ident(type TEXT NOT NULL, id TEXT NOT NULL, system TEXT NOT NULL, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ident_value ON ident(type, value, system);
 CREATE INDEX IF NOT EXISTS ident_res ON ident(type, id);
@@ -53,6 +57,17 @@ CREATE INDEX IF NOT EXISTS ref_target ON ref(target, type);
 CREATE INDEX IF NOT EXISTS ref_res ON ref(type, id);
 """
 _PATIENT_PATHS = ("subject", "patient")
+# (version, hash, deleted, lastUpdated of that version) of a resource, read before writing it
+_Row = tuple[int, bytes | None, int, str]
+# The current state of resources by (type, id), with the lastUpdated of their current version: an
+# identical re-PUT (the common case) is then answered without reading the stored JSON. CROSS JOIN
+# keeps SQLite's join order (keys, then primary-key lookups) whatever its statistics say.
+_CURRENT_SQL = (
+    "SELECT r.type, r.id, r.version, r.hash, r.deleted, v.last_updated FROM (VALUES {values}) k "
+    "CROSS JOIN resource r ON r.type = k.column1 AND r.id = k.column2 "
+    "CROSS JOIN version v ON v.type = r.type AND v.id = r.id AND v.vid = r.version"
+)
+_KEYS_PER_SELECT = 256
 
 
 def fhir_instant(ts: datetime | None = None) -> str:
@@ -104,24 +119,73 @@ def _canonical_hash(resource: dict[str, Any]) -> bytes:
     return hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
-_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+_REFERENCE = re.compile(rb'"reference":"([^"\\]*(?:\\.[^"\\]*)*)"')  # the string, escapes included
+_REFERENCE_KEY = b'"reference":"'
+
+
+def _decode_refs(text: bytes) -> list[str]:
+    """The ``reference`` string values in JSON text written by orjson (escapes decoded).
+
+    Without a backslash in the text no string holds an escape, so each value ends at the first quote
+    after its key: splitting is much cheaper than the regular expression, needed only otherwise.
+    """
+    if text.find(b"\\") == -1:
+        return [part[: part.index(b'"')].decode() for part in text.split(_REFERENCE_KEY)[1:]]
+    return [orjson.loads(b'"' + r + b'"') if b"\\" in r else r.decode() for r in _REFERENCE.findall(text)]
 
 
 def _walk_references(resource: dict[str, Any], mapping: dict[str, str] | None) -> list[tuple[str, str]]:
     """Rewrite ``reference`` values found in ``mapping`` (in place) and list patient references.
 
     Returns ``(top-level element, "Patient/x")`` pairs. With a ``mapping`` (inside a Bundle), a
-    ``urn:uuid:`` reference that matches no entry is an error. Each top-level element is first read
-    as JSON text (orjson, in C): only an element holding a reference to rewrite is walked in Python.
+    ``urn:uuid:`` reference that matches no entry is an error.
     """
+    found = _resolve_references(resource, mapping)
+    return _walk_elements(resource, None) if found is None else found
+
+
+def _resolve_references(
+    resource: dict[str, Any], mapping: dict[str, str] | None, uuid_keys: bool = False
+) -> list[tuple[str, str]] | None:
+    """The rewriting half of :func:`_walk_references`: its patient references, or None when nothing
+    had to be rewritten but patient references remain to be listed.
+
+    The whole resource is first read as JSON text (orjson, in C): the text of each element is a piece
+    of it, so what is found there is a superset of what an element-by-element walk would find. Most
+    resources hold no reference to rewrite and are done with that one serialisation; listing patient
+    references is left to the caller, who needs them only if the resource changed (an identical
+    re-PUT, the common case, never does). ``uuid_keys``: every key of ``mapping`` is a ``urn:uuid:``.
+    """
+    text = orjson.dumps(resource)
+    if text.find(_REFERENCE_KEY) == -1:
+        return []
+    if mapping is not None and _may_rewrite(text, mapping, uuid_keys):
+        return _walk_elements(resource, mapping)
+    # orjson escapes only quotes, backslashes and control characters: a value starts with
+    # ``Patient/`` exactly when its text does
+    return None if text.find(b'"reference":"Patient/') != -1 else []
+
+
+def _may_rewrite(text: bytes, mapping: dict[str, str], uuid_keys: bool) -> bool:
+    """Whether JSON text (from orjson) holds a reference in ``mapping`` or a ``urn:uuid:`` one. When
+    every fullUrl of the Bundle is a ``urn:uuid:`` (``uuid_keys``, as the mediator writes them) a byte
+    search says it, without decoding each reference."""
+    if text.find(b'"reference":"urn:uuid:') != -1:
+        return True
+    return not uuid_keys and any(r in mapping for r in _decode_refs(text))
+
+
+def _walk_elements(resource: dict[str, Any], mapping: dict[str, str] | None) -> list[tuple[str, str]]:
+    """:func:`_walk_references` element by element: each top-level element is read as JSON text and
+    only an element holding a reference to rewrite is walked in Python."""
     found: list[tuple[str, str]] = []
     for top, value in resource.items():
         if not isinstance(value, dict | list):
             continue
         text = orjson.dumps(value)
-        if b'"reference":"' not in text:
+        if text.find(_REFERENCE_KEY) == -1:  # not ``in``: bytes.__contains__ first tries an int
             continue
-        refs = [orjson.loads(b'"' + r + b'"') if b"\\" in r else r.decode() for r in _REFERENCE.findall(text)]
+        refs = _decode_refs(text)
         if mapping is not None and any(r in mapping or r.startswith("urn:uuid:") for r in refs):
             _rewrite_references(top, value, mapping, found)
             continue
@@ -297,43 +361,52 @@ class ShrStore:
 
     # ------------------------------------------------------------------ writes
 
+    def _current_rows(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Row]:
+        """The current state of several resources (those a Bundle writes) in one statement each
+        :data:`_KEYS_PER_SELECT` keys, rather than one statement per entry."""
+        rows: dict[tuple[str, str], _Row] = {}
+        for start in range(0, len(keys), _KEYS_PER_SELECT):
+            chunk = keys[start : start + _KEYS_PER_SELECT]
+            sql = _CURRENT_SQL.format(values=",".join(["(?,?)"] * len(chunk)))
+            for rtype, rid, version, digest, deleted, last_updated in self._db.execute(
+                sql, [part for key in chunk for part in key]
+            ):
+                rows[(rtype, rid)] = (version, digest, deleted, last_updated)
+        return rows
+
     def _write(
         self,
         rtype: str,
         rid: str,
         resource: dict[str, Any] | None,
         now: str,
+        row: _Row | None,
+        writes: _Writes,
         *,
         create_only: bool = False,
         if_match: int | None = None,
         patient_refs: list[tuple[str, str]] | None = None,
     ) -> EntryResult:
-        """Write (or delete, ``resource=None``) one resource; caller owns the SQLite transaction."""
-        db = self._db
-        row = db.execute(
-            "SELECT version, hash, deleted FROM resource WHERE type = ? AND id = ?", (rtype, rid)
-        ).fetchone()
+        """Write (or delete, ``resource=None``) one resource whose current state is ``row``.
+
+        The rows to write are added to ``writes``, which the caller sends to SQLite (inside the
+        transaction it owns) once every entry of the Bundle has passed its checks.
+        """
         if if_match is not None and (row is None or row[0] != if_match):
             raise _bad(f"version conflict on {rtype}/{rid}: If-Match {if_match}", status=412, code="conflict")
         if resource is None:  # delete
             if row is None or row[2]:
                 return EntryResult("204 No Content", rtype, rid, row[0] if row else 0, now)
             vid = row[0] + 1
-            db.execute(
-                "UPDATE resource SET version = ?, hash = NULL, deleted = 1 WHERE type = ? AND id = ?",
-                (vid, rtype, rid),
-            )
-            db.execute("INSERT INTO version VALUES (?, ?, ?, ?, NULL)", (rtype, rid, vid, now))
-            db.execute("DELETE FROM ident WHERE type = ? AND id = ?", (rtype, rid))
-            db.execute("DELETE FROM ref WHERE type = ? AND id = ?", (rtype, rid))
+            writes.changed.append((vid, None, 1, rtype, rid))
+            writes.versions.append((rtype, rid, vid, now, None))
+            writes.unindexed.append((rtype, rid))
             return EntryResult("204 No Content", rtype, rid, vid, now)
         if create_only and row is not None and not row[2]:
             raise _bad(f"{rtype}/{rid} already exists", status=409, code="duplicate")
         digest = _canonical_hash(resource)
         if row is not None and not row[2] and row[1] == digest:
-            current = self.read(rtype, rid)
-            assert current is not None
-            return EntryResult("200 OK", rtype, rid, row[0], current[2])
+            return EntryResult("200 OK", rtype, rid, row[0], row[3])
         vid = 1 if row is None else row[0] + 1
         meta = resource.get("meta")
         meta = dict(meta) if isinstance(meta, dict) else {}
@@ -341,28 +414,28 @@ class ShrStore:
         meta["lastUpdated"] = now
         body = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
         resource = {"resourceType": rtype, "id": rid, "meta": meta, **body}
-        raw = orjson.dumps(resource)
         if row is None:
-            db.execute("INSERT INTO resource VALUES (?, ?, ?, ?, 0)", (rtype, rid, vid, digest))
+            writes.created.append((rtype, rid, vid, digest))
         else:
-            db.execute(
-                "UPDATE resource SET version = ?, hash = ?, deleted = 0 WHERE type = ? AND id = ?",
-                (vid, digest, rtype, rid),
-            )
-            db.execute("DELETE FROM ident WHERE type = ? AND id = ?", (rtype, rid))
-            db.execute("DELETE FROM ref WHERE type = ? AND id = ?", (rtype, rid))
-        db.execute("INSERT INTO version VALUES (?, ?, ?, ?, ?)", (rtype, rid, vid, now, raw))
-        idents = _identifiers(resource)
-        if idents:
-            db.executemany("INSERT INTO ident VALUES (?, ?, ?, ?)", [(rtype, rid, s, v) for s, v in idents])
-        if patient_refs is None:
+            writes.changed.append((vid, digest, 0, rtype, rid))
+            writes.unindexed.append((rtype, rid))
+        writes.versions.append((rtype, rid, vid, now, orjson.dumps(resource)))
+        writes.idents.extend((rtype, rid, s, v) for s, v in _identifiers(resource))
+        if patient_refs is None:  # not listed yet (see _resolve_references), or a single write
             patient_refs = _walk_references(resource, None)
-        if patient_refs:
-            db.executemany(
-                "INSERT INTO ref VALUES (?, ?, ?, ?)", [(rtype, rid, p, t) for p, t in set(patient_refs)]
-            )
+        writes.refs.extend((rtype, rid, p, t) for p, t in set(patient_refs))
         created = row is None or bool(row[2])
         return EntryResult("201 Created" if created else "200 OK", rtype, rid, vid, now, resource)
+
+    def _write_one(self, rtype: str, rid: str, resource: dict[str, Any] | None, **kwargs: Any) -> EntryResult:
+        """:meth:`_write` of a single resource, sent to SQLite at once; caller owns the transaction."""
+        writes = _Writes()
+        result = self._write(
+            rtype, rid, resource, fhir_instant(), self._current_rows([(rtype, rid)]).get((rtype, rid)), writes,
+            **kwargs,
+        )
+        writes.flush(self._db)
+        return result
 
     def put(
         self, rtype: str, rid: str, resource: dict[str, Any], *, if_match: int | None = None
@@ -370,7 +443,7 @@ class ShrStore:
         """Create or update ``rtype/rid`` (``PUT``), atomically."""
         check_resource_shape(resource, rtype, rid, "")
         with self.transaction():
-            return self._write(rtype, rid, resource, fhir_instant(), if_match=if_match)
+            return self._write_one(rtype, rid, resource, if_match=if_match)
 
     def create(
         self, rtype: str, resource: dict[str, Any], *, if_none_exist: str | None = None
@@ -384,12 +457,12 @@ class ShrStore:
                     current = self.read(rtype, found)
                     assert current is not None
                     return EntryResult("200 OK", rtype, found, current[1], current[2])
-            return self._write(rtype, new_id(), resource, fhir_instant(), create_only=True)
+            return self._write_one(rtype, new_id(), resource, create_only=True)
 
     def delete(self, rtype: str, rid: str) -> EntryResult:
         """Delete ``rtype/rid`` (idempotent)."""
         with self.transaction():
-            return self._write(rtype, rid, None, fhir_instant())
+            return self._write_one(rtype, rid, None)
 
     def transaction(self) -> _Tx:
         """Context manager: one SQLite transaction (``BEGIN IMMEDIATE`` … ``COMMIT``/``ROLLBACK``)."""
@@ -559,25 +632,38 @@ class ShrStore:
             targets[p.index] = rid
             if p.full_url:
                 mapping[p.full_url] = f"{p.rtype}/{rid}"
-        now = fhir_instant()
         results: dict[int, EntryResult] = dict(existing)
+        results.update(self._write_entries([p for p in plan if p.index not in existing], targets, mapping))
+        return [results[p.index] for p in plan]
+
+    def _write_entries(
+        self, plan: list[_Planned], targets: dict[int, str], mapping: dict[str, str]
+    ) -> dict[int, EntryResult]:
+        """Write the entries of a Bundle, in FHIR order (DELETE, POST, PUT): the current rows are read
+        in one statement and the new rows written together, after every entry passed its checks."""
+        now = fhir_instant()
+        rows = self._current_rows([(p.rtype, targets[p.index]) for p in plan])
+        writes = _Writes()
+        results: dict[int, EntryResult] = {}
         order = {"DELETE": 0, "POST": 1, "PUT": 2}
+        uuid_keys = all(key.startswith("urn:uuid:") for key in mapping)
         for p in sorted(plan, key=lambda p: order[p.method]):
-            if p.index in existing:
-                continue
             rid = targets[p.index]
+            row = rows.get((p.rtype, rid))
             try:
                 if p.method == "DELETE":
-                    results[p.index] = self._write(p.rtype, rid, None, now, if_match=p.if_match)
+                    results[p.index] = self._write(p.rtype, rid, None, now, row, writes, if_match=p.if_match)
                     continue
                 resource = p.resource
                 assert resource is not None
-                refs = _walk_references(resource, mapping)
+                refs = _resolve_references(resource, mapping, uuid_keys)
                 results[p.index] = self._write(
                     p.rtype,
                     rid,
                     resource,
                     now,
+                    row,
+                    writes,
                     create_only=p.method == "POST",
                     if_match=p.if_match,
                     patient_refs=refs,
@@ -587,7 +673,40 @@ class ShrStore:
                     exc.expression = f"Bundle.entry[{p.index}]"
                     exc.issues = [(s, c, d, exc.expression) for s, c, d, _ in exc.issues]
                 raise
-        return [results[p.index] for p in plan]
+        writes.flush(self._db)
+        return results
+
+
+@dataclass(slots=True)
+class _Writes:
+    """The rows a Bundle (or a single interaction) writes, sent to SQLite with one ``executemany`` per
+    statement rather than several statements per entry. A Bundle writes each resource at most once,
+    so the only order that matters is that of one resource's old index rows (deleted first)."""
+
+    created: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    changed: list[tuple[int, bytes | None, int, str, str]] = field(default_factory=list)
+    versions: list[tuple[str, str, int, str, bytes | None]] = field(default_factory=list)
+    unindexed: list[tuple[str, str]] = field(default_factory=list)
+    idents: list[tuple[str, str, str, str]] = field(default_factory=list)
+    refs: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    def flush(self, db: sqlite3.Connection) -> None:
+        """Send the rows (within the caller's transaction)."""
+        if self.unindexed:
+            db.executemany("DELETE FROM ident WHERE type = ? AND id = ?", self.unindexed)
+            db.executemany("DELETE FROM ref WHERE type = ? AND id = ?", self.unindexed)
+        if self.created:
+            db.executemany("INSERT INTO resource VALUES (?, ?, ?, ?, 0)", self.created)
+        if self.changed:
+            db.executemany(
+                "UPDATE resource SET version = ?, hash = ?, deleted = ? WHERE type = ? AND id = ?", self.changed
+            )
+        if self.versions:
+            db.executemany("INSERT INTO version VALUES (?, ?, ?, ?, ?)", self.versions)
+        if self.idents:
+            db.executemany("INSERT INTO ident VALUES (?, ?, ?, ?)", self.idents)
+        if self.refs:
+            db.executemany("INSERT INTO ref VALUES (?, ?, ?, ?)", self.refs)
 
 
 class _Tx:
