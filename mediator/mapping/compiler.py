@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+import orjson
+
 from mediator.hl7v2 import COMPONENT, REPETITION, SEGMENT, Segment, unescape
 from mediator.hl7v2.message import Node
 from mediator.hl7v2.path import compile_path, compile_relative
@@ -257,6 +259,9 @@ class Compiler:
         # `resource:` rules compiled so far: a resource built inside another one (a Location's
         # partOf) is replayed with it when the enclosing one comes from the cache
         self.nested = 0
+        # `resource:` rules already compiled, by rule (the same YAML object: a fragment, an anchor) and
+        # position: see inline_resource
+        self._resources: dict[tuple[Any, ...], tuple[Compiled, int, int]] = {}
 
     # ---------------------------------------------------------------- helpers
     def guard(self, fn: Callable[[], Compiled]) -> Compiled:
@@ -813,6 +818,18 @@ class Compiler:
                                          f"(and 'when'), not {extra[0]!r}")
         if "use" not in spec and "fields" not in spec:
             raise s.error(f"rule '{where.rule}': 'resource' needs 'use' or 'fields' to build it")
+        # A chain of levels (a Location partOf the next valued level, each level listing every level
+        # above it, by YAML alias or fragment) names the same rules again and again: compiled once per
+        # position, a rule that reads only its node (pure: nothing absolute, so nothing to record in
+        # the coverage either) is reused, with what compiling it added to the counters. Keyed by its
+        # text (the YAML loader copies what an alias names). Run-time messages name its first rule.
+        memo_key = (orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str), el.name, where.node_level,
+                    where.groups)
+        memo = self._resources.get(memo_key)
+        if memo is not None:
+            self.impure += memo[1]
+            self.nested += memo[2]
+            return memo[0]
         rwhere = Where(where.rule, where.node_level, rtype, where.groups)
         before, nested_before = self.impure, self.nested
         body = self.obj(spec, src, Element(el.name, False, rtype, True, model), rwhere)
@@ -883,7 +900,10 @@ class Compiler:
             elif merge_names:
                 merge_items(made[key], resource, merge_names)
             return dict(ref)
-        return Compiled(run_resource, True, probe=body.probe)
+        compiled = Compiled(run_resource, True, probe=body.probe)
+        if self.impure - before == (1 if merge_names else 0):  # pure, 'when' and 'display' included
+            self._resources[memo_key] = (compiled, self.impure - before, self.nested - nested_before)
+        return compiled
 
     def source(self, key: str, spec: dict[str, Any], src: Src, el: Element | None, where: Where) -> Compiled:
         arg = spec[key]
