@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import write_mapping
+from conftest import MAPPING_HEAD, write_mapping
 
 from mediator.config import ConfigError
 from mediator.fhir.validate import validate_bundle
@@ -20,15 +20,7 @@ MSG = "\r".join([
     "PV1|1|I|||||123^ALAOUI^Said~456^BENNANI^Omar|123^ALAOUI^S.||||||||||123^ALAOUI^Said",
 ]) + "\r"
 
-HEAD = """\
-mapping: t
-source: hl7v2
-message_types: [ADT^A01]
-resources:
-  patient:
-    resourceType: Patient
-    id: {hash: [PID-3.1]}
-    fields:
+HEAD = MAPPING_HEAD + """\
       generalPractitioner:
         - for_each: "PV1-17[*]"
           resource: {type: Practitioner, id: {hash: ["1"]}, merge: [name]}
