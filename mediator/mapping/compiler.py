@@ -259,8 +259,7 @@ class Compiler:
         # `resource:` rules compiled so far: a resource built inside another one (a Location's
         # partOf) is replayed with it when the enclosing one comes from the cache
         self.nested = 0
-        # `resource:` rules already compiled, by rule (the same YAML object: a fragment, an anchor) and
-        # position: see inline_resource
+        # pure `resource:` rules already compiled, by their text and position: see inline_resource
         self._resources: dict[tuple[Any, ...], tuple[Compiled, int, int]] = {}
 
     # ---------------------------------------------------------------- helpers
@@ -824,7 +823,7 @@ class Compiler:
         # the coverage either) is reused, with what compiling it added to the counters. Keyed by its
         # text (the YAML loader copies what an alias names). Run-time messages name its first rule.
         memo_key = (orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str), el.name, where.node_level,
-                    where.groups)
+                    where.groups, where.resource_type)
         memo = self._resources.get(memo_key)
         if memo is not None:
             self.impure += memo[1]
