@@ -97,15 +97,7 @@ def test_inline_merge_is_checked(tmp_path: Path) -> None:
     assert "'merge' is a list of repeating elements of Practitioner" in str(exc.value)
 
 
-NESTED = """\
-mapping: t
-source: hl7v2
-message_types: [ADT^A01]
-resources:
-  patient:
-    resourceType: Patient
-    id: {hash: [PID-3.1]}
-    fields:
+NESTED = MAPPING_HEAD + """\
       managingOrganization:
         for_each: "PID-3[1].4"
         resource: {type: Organization, id: {hash: ["1"]}}

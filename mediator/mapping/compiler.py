@@ -807,8 +807,7 @@ class Compiler:
         if model is None:
             raise (s / "type").error(f"rule '{where.rule}': unknown FHIR resource type {rtype!r}")
         merge = rs.get("merge", [])
-        if not isinstance(merge, list) or not all(
-                isinstance(n, str) and (e := elements(model).get(n)) is not None and e.is_list for n in merge):
+        if bad_merge_names(merge, model) != []:
             raise (s / "merge").error(f"rule '{where.rule}': 'merge' is a list of repeating elements of {rtype}")
         merge_names = tuple(merge)
         extra = [k for k in spec if k not in ("resource", "use", "fields", "when", "description")]
@@ -1225,6 +1224,15 @@ class Compiler:
                 return inner(scope) if maybe(scope) else None
             return run_guarded, any_data, probe
         return run_fields, any_data, probe
+
+
+def bad_merge_names(names: Any, model: Any) -> list[str] | None:
+    """For a ``merge:`` value: None when it is not a list of names, else the names that are not
+    repeating elements of ``model`` (``[]``: every one is)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return None
+    known = elements(model)
+    return [n for n in names if (e := known.get(n)) is None or not e.is_list]
 
 
 def merge_items(resource: dict[str, Any], body: dict[str, Any] | None, names: tuple[str, ...]) -> None:

@@ -24,6 +24,7 @@ from mediator.mapping.compiler import (
     Src,
     Unit,
     Where,
+    bad_merge_names,
     load_yaml_cached,
     merge_items,
 )
@@ -412,16 +413,12 @@ def _compile_resource(comp: Compiler, m: Mapping, rname: str, body: Any, src: Sr
     merge: tuple[str, ...] = ()
     if "merge" in body:
         names = body["merge"]
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        bad = bad_merge_names(names, model)
+        if bad is None or not names:
             unit.errors.append((src / "merge").error(f"resource {rname!r}: merge is a list of repeating element names"))
         else:
-            from mediator.mapping.schema import elements
-
-            for n in names:
-                e = elements(model).get(n)
-                if e is None or not e.is_list:
-                    unit.errors.append((src / "merge").error(
-                        f"resource {rname!r}: merge: {n!r} is not a repeating element of {rtype}"))
+            unit.errors.extend((src / "merge").error(
+                f"resource {rname!r}: merge: {n!r} is not a repeating element of {rtype}") for n in bad)
             merge = tuple(names)
     merge_fields = (comp.guard(lambda: comp.obj(spec, src, el, where, only=frozenset(merge))).run
                     if merge and not unit.errors else None)
